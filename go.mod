@@ -1,0 +1,3 @@
+module github.com/heapkv/heapkv
+
+go 1.26
