@@ -1,0 +1,46 @@
+package base
+
+import (
+	"errors"
+	"fmt"
+)
+
+// LSN is a log sequence number: a byte position in the WAL stream. A page
+// carries the LSN just past the last WAL record that changed it.
+type LSN uint64
+
+// InvalidLSN is the zero LSN; no record ends there.
+const InvalidLSN LSN = 0
+
+func (l LSN) String() string { return fmt.Sprintf("%X/%08X", uint64(l)>>32, uint32(l)) }
+
+// XID is a 64-bit transaction id. Ids are never reused and never wrap.
+type XID uint64
+
+// InvalidXID is the zero XID; no transaction has it.
+const InvalidXID XID = 0
+
+// RelFileNode names a relation's file, DIR/base/<n>.
+type RelFileNode uint32
+
+// BlockNum is a block's position within a relation, counted in pages.
+type BlockNum uint32
+
+// InvalidBlock is never the number of a real block.
+const InvalidBlock BlockNum = ^BlockNum(0)
+
+// ErrCorrupt marks data read from disk that fails a check: a checksum, a CRC,
+// a length or a link. Any layer wraps it with where it was found, so callers
+// can test errors.Is(err, ErrCorrupt) and still read the place.
+var ErrCorrupt = errors.New("heapkv: data corruption")
+
+// CorruptionErrorf returns an error that matches ErrCorrupt and says what was
+// wrong where.
+func CorruptionErrorf(format string, args ...any) error {
+	return &corruptionError{msg: fmt.Sprintf(format, args...)}
+}
+
+type corruptionError struct{ msg string }
+
+func (e *corruptionError) Error() string        { return e.msg }
+func (e *corruptionError) Is(target error) bool { return target == ErrCorrupt }
