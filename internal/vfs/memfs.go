@@ -1,0 +1,1000 @@
+package vfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// MemFS is an in-memory FS for tests that knows what a power loss may do.
+//
+// Every file is an inode holding three things: data, what reads see now;
+// durable, what the disk holds for certain; and pending, the writes and
+// truncates made since the last successful Sync, in order. Every directory
+// likewise holds its current entries, its durable entries and the creates,
+// renames and removes made since its last SyncDir. Crash rebuilds the whole
+// tree from the durable state plus a seeded random choice of the pending
+// operations, which is every state the durability model in doc.go allows
+// (and a few a journaling file system would not produce: pending operations
+// are kept or dropped independently, not as a prefix).
+//
+// Paths are cleaned with path.Clean and resolved below a single root: "a/b",
+// "/a/b" and "a//c/../b" name the same file. Directories are explicit: a file
+// can only be created in a directory made by MkdirAll.
+//
+// A torn write (see CrashOptions.TearProbability) leaves the file as if the
+// whole write had reached the disk and then every byte from the first lost
+// sector on had been put back to what the disk held before: old contents
+// where the file had them, zeros past its old end. So a torn write that
+// extended the file still extends it to the write's end, and the lost tail
+// reads as zeros, as on file systems that update the size before the data.
+//
+// All state is guarded by one mutex; Files may be used from many goroutines.
+type MemFS struct {
+	mu struct {
+		sync.Mutex
+		// root is the root directory; it always exists.
+		root *dirNode
+		// epoch is bumped by Crash; a memFile opened in an older epoch is dead.
+		epoch uint64
+		// locks maps a cleaned path to the Lock that holds it.
+		locks map[string]*memLock
+		// rules are the injections in the order they were added.
+		rules []*rule
+		// limit is the space limit in bytes; <= 0 means none.
+		limit int64
+		// stats counts successful operations.
+		stats MemFSStats
+	}
+}
+
+var _ FS = (*MemFS)(nil)
+
+// sectorSize is the unit in which a torn write reaches the disk.
+const sectorSize = 512
+
+// ErrInjected is matched (errors.Is) by every error an Injection produces;
+// the same error also matches the Injection's Err.
+var ErrInjected = errors.New("vfs: injected error")
+
+// ErrCrashed is returned by every method of a File opened before
+// MemFS.Crash. It also matches fs.ErrClosed.
+var ErrCrashed error = crashedError{}
+
+type crashedError struct{}
+
+func (crashedError) Error() string        { return "vfs: file handle invalidated by crash" }
+func (crashedError) Is(target error) bool { return target == fs.ErrClosed }
+
+// injectedError is what a firing Injection returns: it matches ErrInjected
+// and unwraps to the injected cause (syscall.EIO by default).
+type injectedError struct{ err error }
+
+func (e injectedError) Error() string        { return "vfs: injected error: " + e.err.Error() }
+func (e injectedError) Is(target error) bool { return target == ErrInjected }
+func (e injectedError) Unwrap() error        { return e.err }
+
+// node is a directory entry: an *inode or a *dirNode.
+type node interface{ isNode() }
+
+// inode is a file's contents. data is what reads see; durable is what the
+// disk surely holds; pending are the writes and truncates since the last
+// successful Sync, in order. A crash leaves durable with some of pending
+// applied (a write possibly torn). durable and data never share memory;
+// the byte slices in pending are private copies and never change.
+type inode struct {
+	data    []byte
+	durable []byte
+	pending []fileOp
+}
+
+func (*inode) isNode() {}
+
+// fileOp is an unsynced change to a file.
+type fileOp struct {
+	truncate bool   // a Truncate to size off, else a write of data at off
+	off      int64  // write: its offset; truncate: the new size
+	data     []byte // write: the bytes written
+}
+
+// applyTo returns img with the operation applied; img may be reused.
+func (op fileOp) applyTo(img []byte) []byte {
+	if op.truncate {
+		return resize(img, op.off)
+	}
+	return writeAt(img, op.data, op.off)
+}
+
+// dirNode is a directory. cur is the namespace as everyone sees it now;
+// durable is what the disk surely holds; pending are the creates, renames
+// and removes made since the last successful SyncDir, in order. Both maps
+// are never nil. A directory never moves to another parent, so none is ever
+// its own ancestor (a crash may leave one under two names in its parent).
+type dirNode struct {
+	cur     map[string]node
+	durable map[string]node
+	pending []dirOp
+}
+
+func (*dirNode) isNode() {}
+
+func newDir() *dirNode {
+	return &dirNode{cur: map[string]node{}, durable: map[string]node{}}
+}
+
+type dirOpKind int
+
+const (
+	dirAdd    dirOpKind = iota // name -> node
+	dirRemove                  // delete name
+	dirRename                  // delete name, to -> node
+)
+
+// dirOp is an unsynced change to a directory.
+type dirOp struct {
+	kind dirOpKind
+	name string
+	to   string
+	node node
+	// forced marks an entry made by MkdirAll, which is durable at once:
+	// every crash replays it.
+	forced bool
+}
+
+func (op dirOp) applyTo(m map[string]node) {
+	switch op.kind {
+	case dirAdd:
+		m[op.name] = op.node
+	case dirRemove:
+		delete(m, op.name)
+	case dirRename:
+		delete(m, op.name)
+		m[op.to] = op.node
+	}
+}
+
+// NewMemFS returns an empty MemFS holding only its root directory.
+func NewMemFS() *MemFS {
+	m := &MemFS{}
+	m.mu.root = newDir()
+	m.mu.locks = map[string]*memLock{}
+	return m
+}
+
+// CrashOptions says what survives MemFS.Crash. The zero value keeps nothing
+// that was not made durable. Probabilities outside [0,1] act as 0 or 1.
+type CrashOptions struct {
+	// Seed seeds every random choice: the same seed after the same history
+	// gives the same result.
+	Seed int64
+	// KeepUnsynced is the probability that each unsynced write or truncate
+	// survives whole. Default 0: all are dropped.
+	KeepUnsynced float64
+	// TearProbability is the probability that an unsynced write that was not
+	// kept survives torn: its first k*512 bytes for k uniform in
+	// [1, ceil(len/512)-1], so at least one sector and never the whole write.
+	// Writes of 512 bytes or less cannot tear. Default 0.
+	TearProbability float64
+	// KeepUnsyncedDirOps is the probability that each create, rename or
+	// remove not yet made durable by SyncDir survives. Default 0.
+	KeepUnsyncedDirOps float64
+}
+
+// Crash turns m, in place, into a state a power loss could leave behind:
+// each directory and file gets its durable state plus the pending operations
+// that opts and its seed keep. Open Files become unusable (their methods
+// return ErrCrashed) and all locks are released, as the process died; m
+// itself stays usable. Injections and the space limit stay as they are.
+func (m *MemFS) Crash(opts CrashOptions) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rng := rand.New(rand.NewPCG(uint64(opts.Seed), 0x6865617070))
+	keep := func(p float64) bool { return rng.Float64() < p }
+
+	// Directories, breadth first from the root and children by name, so the
+	// random draws come in an order fixed by the history. A directory may be
+	// reached under two names (renames a->b->c with only the second kept).
+	var order []*dirNode
+	queue := []*dirNode{m.mu.root}
+	reached := map[*dirNode]bool{m.mu.root: true}
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		order = append(order, d)
+		img := maps.Clone(d.durable)
+		for _, op := range d.pending {
+			if op.forced || keep(opts.KeepUnsyncedDirOps) {
+				op.applyTo(img)
+			}
+		}
+		d.cur, d.durable, d.pending = img, maps.Clone(img), nil
+		for _, name := range slices.Sorted(maps.Keys(img)) {
+			if sub, ok := img[name].(*dirNode); ok && !reached[sub] {
+				reached[sub] = true
+				queue = append(queue, sub)
+			}
+		}
+	}
+
+	// Files, in the order they are first reached.
+	seen := map[*inode]bool{}
+	for _, d := range order {
+		for _, name := range slices.Sorted(maps.Keys(d.cur)) {
+			ino, ok := d.cur[name].(*inode)
+			if !ok || seen[ino] {
+				continue
+			}
+			seen[ino] = true
+			img := slices.Clone(ino.durable)
+			for _, op := range ino.pending {
+				if keep(opts.KeepUnsynced) {
+					img = op.applyTo(img)
+					continue
+				}
+				if op.truncate {
+					continue
+				}
+				maxK := (len(op.data) - 1) / sectorSize
+				if maxK >= 1 && keep(opts.TearProbability) {
+					k := 1 + rng.IntN(maxK)
+					if end := op.off + int64(len(op.data)); end > int64(len(img)) {
+						img = resize(img, end)
+					}
+					copy(img[op.off:], op.data[:k*sectorSize])
+				}
+			}
+			ino.data, ino.durable, ino.pending = img, slices.Clone(img), nil
+		}
+	}
+
+	m.mu.epoch++
+	m.mu.locks = map[string]*memLock{}
+}
+
+// Clone returns a deep copy of m's files and directories, including what is
+// durable and what is pending, and of its space limit. The copy has no open
+// Files, locks or injections, and zero Stats. Crashing or changing either
+// leaves the other alone.
+func (m *MemFS) Clone() *MemFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := cloner{dirs: map[*dirNode]*dirNode{}, inodes: map[*inode]*inode{}}
+	n := NewMemFS()
+	n.mu.root = c.dir(m.mu.root)
+	n.mu.limit = m.mu.limit
+	return n
+}
+
+// cloner deep-copies a tree, keeping nodes that are shared (a file that a
+// pending rename will add to a second directory) shared in the copy.
+type cloner struct {
+	dirs   map[*dirNode]*dirNode
+	inodes map[*inode]*inode
+}
+
+func (c *cloner) node(n node) node {
+	switch n := n.(type) {
+	case *dirNode:
+		return c.dir(n)
+	case *inode:
+		return c.inode(n)
+	}
+	return nil
+}
+
+func (c *cloner) entries(m map[string]node) map[string]node {
+	out := make(map[string]node, len(m))
+	for name, n := range m {
+		out[name] = c.node(n)
+	}
+	return out
+}
+
+func (c *cloner) dir(d *dirNode) *dirNode {
+	if nd, ok := c.dirs[d]; ok {
+		return nd
+	}
+	nd := &dirNode{}
+	c.dirs[d] = nd
+	nd.cur = c.entries(d.cur)
+	nd.durable = c.entries(d.durable)
+	for _, op := range d.pending {
+		op.node = c.node(op.node)
+		nd.pending = append(nd.pending, op)
+	}
+	return nd
+}
+
+func (c *cloner) inode(ino *inode) *inode {
+	if ni, ok := c.inodes[ino]; ok {
+		return ni
+	}
+	ni := &inode{
+		data:    slices.Clone(ino.data),
+		durable: slices.Clone(ino.durable),
+		pending: slices.Clone(ino.pending),
+	}
+	c.inodes[ino] = ni
+	return ni
+}
+
+// CorruptByte XORs the byte at off of the named file with xor, in what reads
+// see and in what the disk holds, as bit rot would. An unsynced write over
+// off that a later crash keeps overwrites the damage, as rewriting the
+// sector would. off must lie within the file's current size.
+func (m *MemFS) CorruptByte(name string, off int64, xor byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino, err := m.fileLocked(clean(name))
+	if err != nil {
+		return &fs.PathError{Op: "corrupt", Path: name, Err: err}
+	}
+	if off < 0 || off >= int64(len(ino.data)) {
+		return &fs.PathError{Op: "corrupt", Path: name, Err: syscall.EINVAL}
+	}
+	ino.data[off] ^= xor
+	if off < int64(len(ino.durable)) {
+		ino.durable[off] ^= xor
+	}
+	return nil
+}
+
+// Op is a kind of operation an Injection can fail.
+type Op int
+
+const (
+	OpRead     Op = iota // File.ReadAt
+	OpWrite              // File.WriteAt
+	OpSync               // File.Sync
+	OpSyncDir            // FS.SyncDir (Path is the directory)
+	OpCreate             // FS.Create
+	OpRename             // FS.Rename (Path may match either name)
+	OpRemove             // FS.Remove
+	OpTruncate           // File.Truncate
+)
+
+var opNames = [...]string{"read", "write", "sync", "syncdir", "create", "rename", "remove", "truncate"}
+
+func (op Op) String() string {
+	if op >= 0 && int(op) < len(opNames) {
+		return opNames[op]
+	}
+	return fmt.Sprintf("Op(%d)", int(op))
+}
+
+// Injection is a rule that makes an operation fail.
+type Injection struct {
+	// Op is the kind of operation that fails.
+	Op Op
+	// Path is the file (or directory, for OpSyncDir) the rule matches,
+	// cleaned like every MemFS path; "" matches all, and a Path ending in
+	// "/" matches everything below that directory. A File matches by the
+	// name it was opened with.
+	Path string
+	// Nth says which matching operation, counted from when the rule was
+	// added, fails: 1 is the next one. Values below 1 act as 1.
+	Nth int
+	// Persistent makes every matching operation after the Nth fail too.
+	Persistent bool
+	// Err is the cause returned; nil means syscall.EIO. The returned error
+	// matches both Err and ErrInjected.
+	Err error
+}
+
+// rule is an Injection with its path prepared and its count of matches.
+type rule struct {
+	inj    Injection
+	path   string // cleaned; ends in "/" for a prefix; "" for any
+	prefix bool
+	seen   int
+}
+
+func (r *rule) matches(p string) bool {
+	switch {
+	case r.path == "":
+		return true
+	case r.prefix:
+		return strings.HasPrefix(p, r.path)
+	}
+	return p == r.path
+}
+
+// InjectError adds a rule. A failed operation changes nothing, except that a
+// failed Sync loses the file's unsynced writes (doc.go, rule 3): they stay
+// visible to reads but no later Sync makes them durable.
+func (m *MemFS) InjectError(inj Injection) {
+	r := &rule{inj: inj}
+	if r.inj.Nth < 1 {
+		r.inj.Nth = 1
+	}
+	if r.inj.Err == nil {
+		r.inj.Err = syscall.EIO
+	}
+	switch {
+	case inj.Path == "":
+	case strings.HasSuffix(inj.Path, "/"):
+		r.path, r.prefix = clean(inj.Path), true
+		if r.path != "/" {
+			r.path += "/"
+		}
+	default:
+		r.path = clean(inj.Path)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mu.rules = append(m.mu.rules, r)
+}
+
+// ClearInjections removes all rules.
+func (m *MemFS) ClearInjections() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mu.rules = nil
+}
+
+// injectLocked counts op on the cleaned paths p (and q, for a rename) against
+// every rule and returns the error of the first rule that fires, or nil.
+// It is called once an operation has been found valid, just before it would
+// change anything.
+func (m *MemFS) injectLocked(op Op, p, q string) error {
+	var fired *rule
+	for _, r := range m.mu.rules {
+		if r.inj.Op != op || !(r.matches(p) || q != "" && r.matches(q)) {
+			continue
+		}
+		r.seen++
+		if fired == nil && (r.seen == r.inj.Nth || r.inj.Persistent && r.seen > r.inj.Nth) {
+			fired = r
+		}
+	}
+	if fired == nil {
+		return nil
+	}
+	return injectedError{err: fired.inj.Err}
+}
+
+// SetSpaceLimit caps the sum of the current sizes of all files that have a
+// name. A WriteAt or Truncate that would grow that sum beyond the limit fails
+// with an error matching syscall.ENOSPC and changes nothing. bytes <= 0
+// removes the limit.
+func (m *MemFS) SetSpaceLimit(bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mu.limit = bytes
+}
+
+// reserveLocked fails with ENOSPC if growing ino to size would pass the
+// space limit.
+func (m *MemFS) reserveLocked(ino *inode, size int64) error {
+	grow := size - int64(len(ino.data))
+	if m.mu.limit <= 0 || grow <= 0 {
+		return nil
+	}
+	if usedBytes(m.mu.root, map[*inode]bool{})+grow > m.mu.limit {
+		return syscall.ENOSPC
+	}
+	return nil
+}
+
+// usedBytes sums the current sizes of the files below d that are not in
+// seen, and adds them to seen.
+func usedBytes(d *dirNode, seen map[*inode]bool) int64 {
+	var n int64
+	for _, e := range d.cur {
+		switch e := e.(type) {
+		case *inode:
+			if !seen[e] {
+				seen[e] = true
+				n += int64(len(e.data))
+			}
+		case *dirNode:
+			n += usedBytes(e, seen)
+		}
+	}
+	return n
+}
+
+// MemFSStats counts a MemFS's successful operations.
+type MemFSStats struct {
+	Reads        int64 // File.ReadAt calls
+	Writes       int64 // File.WriteAt calls
+	Syncs        int64 // File.Sync calls
+	DirSyncs     int64 // FS.SyncDir calls
+	BytesWritten int64 // bytes written by WriteAt
+}
+
+// Stats returns the counts so far. Crash keeps them.
+func (m *MemFS) Stats() MemFSStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.stats
+}
+
+// clean maps a name to its key: absolute and cleaned, "/" for the root.
+func clean(name string) string { return path.Clean("/" + name) }
+
+// dirLocked resolves a cleaned path to a directory.
+func (m *MemFS) dirLocked(p string) (*dirNode, error) {
+	d := m.mu.root
+	if p == "/" {
+		return d, nil
+	}
+	for _, c := range strings.Split(p[1:], "/") {
+		e, ok := d.cur[c]
+		if !ok {
+			return nil, fs.ErrNotExist
+		}
+		if d, ok = e.(*dirNode); !ok {
+			return nil, syscall.ENOTDIR
+		}
+	}
+	return d, nil
+}
+
+// parentLocked resolves the directory holding the cleaned path p, and p's
+// last element. The root has no parent.
+func (m *MemFS) parentLocked(p string) (*dirNode, string, error) {
+	if p == "/" {
+		return nil, "", syscall.EINVAL
+	}
+	d, err := m.dirLocked(path.Dir(p))
+	return d, path.Base(p), err
+}
+
+// fileLocked resolves a cleaned path to a file.
+func (m *MemFS) fileLocked(p string) (*inode, error) {
+	d, base, err := m.parentLocked(p)
+	if err != nil {
+		return nil, err
+	}
+	switch e := d.cur[base].(type) {
+	case *inode:
+		return e, nil
+	case *dirNode:
+		return nil, syscall.EISDIR
+	}
+	return nil, fs.ErrNotExist
+}
+
+// Create creates the named file, or truncates it if it exists (a pending
+// truncate of the same inode), and opens it. The create is durable once the
+// parent directory is synced.
+func (m *MemFS) Create(name string) (File, error) {
+	p := clean(name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, base, err := m.parentLocked(p)
+	if err == nil {
+		if _, isDir := d.cur[base].(*dirNode); isDir {
+			err = syscall.EISDIR
+		}
+	}
+	if err == nil {
+		err = m.injectLocked(OpCreate, p, "")
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "create", Path: name, Err: err}
+	}
+	return m.openLocked(name, p, createLocked(d, base, true)), nil
+}
+
+// createLocked returns the file base in d, creating it if missing and
+// truncating it if it exists and truncate is set. The entry must not be a
+// directory.
+func createLocked(d *dirNode, base string, truncate bool) *inode {
+	if ino, ok := d.cur[base].(*inode); ok {
+		if truncate {
+			ino.data = ino.data[:0]
+			ino.pending = append(ino.pending, fileOp{truncate: true})
+		}
+		return ino
+	}
+	ino := &inode{}
+	d.cur[base] = ino
+	d.pending = append(d.pending, dirOp{kind: dirAdd, name: base, node: ino})
+	return ino
+}
+
+// Open opens an existing file.
+func (m *MemFS) Open(name string) (File, error) {
+	p := clean(name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino, err := m.fileLocked(p)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return m.openLocked(name, p, ino), nil
+}
+
+func (m *MemFS) openLocked(name, p string, ino *inode) *memFile {
+	return &memFile{fs: m, ino: ino, name: name, path: p, epoch: m.mu.epoch}
+}
+
+// Remove removes a file or an empty directory. Open Files of a removed file
+// keep working. The remove is durable once the parent directory is synced.
+func (m *MemFS) Remove(name string) error {
+	p := clean(name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, base, err := m.parentLocked(p)
+	if err == nil {
+		switch e := d.cur[base].(type) {
+		case nil:
+			err = fs.ErrNotExist
+		case *dirNode:
+			if len(e.cur) > 0 {
+				err = syscall.ENOTEMPTY
+			}
+		}
+	}
+	if err == nil {
+		err = m.injectLocked(OpRemove, p, "")
+	}
+	if err != nil {
+		return &fs.PathError{Op: "remove", Path: name, Err: err}
+	}
+	delete(d.cur, base)
+	d.pending = append(d.pending, dirOp{kind: dirRemove, name: base})
+	return nil
+}
+
+// Rename moves oldname to newname, replacing a file there. Within one
+// directory the rename is one pending operation, durable once that
+// directory is synced. Across directories it is a remove from the old
+// directory and an add to the new one, each durable once its own directory
+// is synced, so a crash in between may leave the file under both names or
+// neither. A directory may be renamed only within its parent and not onto
+// an existing name. Open Files keep working.
+func (m *MemFS) Rename(oldname, newname string) error {
+	op, np := clean(oldname), clean(newname)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	err := m.renameLocked(op, np)
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
+	}
+	return nil
+}
+
+func (m *MemFS) renameLocked(op, np string) error {
+	od, obase, err := m.parentLocked(op)
+	if err != nil {
+		return err
+	}
+	nd, nbase, err := m.parentLocked(np)
+	if err != nil {
+		return err
+	}
+	e, ok := od.cur[obase]
+	if !ok {
+		return fs.ErrNotExist
+	}
+	target, exists := nd.cur[nbase]
+	if op == np {
+		return nil
+	}
+	if _, isDir := e.(*dirNode); isDir {
+		if od != nd {
+			return fmt.Errorf("memfs cannot move a directory to another directory: %w", errors.ErrUnsupported)
+		}
+		if exists {
+			return syscall.EEXIST
+		}
+	} else if _, isDir := target.(*dirNode); isDir {
+		return syscall.EISDIR
+	}
+	if err := m.injectLocked(OpRename, op, np); err != nil {
+		return err
+	}
+	delete(od.cur, obase)
+	nd.cur[nbase] = e
+	if od == nd {
+		od.pending = append(od.pending, dirOp{kind: dirRename, name: obase, to: nbase, node: e})
+	} else {
+		od.pending = append(od.pending, dirOp{kind: dirRemove, name: obase})
+		nd.pending = append(nd.pending, dirOp{kind: dirAdd, name: nbase, node: e})
+	}
+	return nil
+}
+
+// MkdirAll creates dir and any missing parents. Unlike other namespace
+// changes, the directories it creates are durable at once.
+func (m *MemFS) MkdirAll(dir string) error {
+	p := clean(dir)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p == "/" {
+		return nil
+	}
+	d := m.mu.root
+	for _, c := range strings.Split(p[1:], "/") {
+		switch e := d.cur[c].(type) {
+		case *dirNode:
+			d = e
+		case *inode:
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		default:
+			sub := newDir()
+			d.cur[c] = sub
+			d.pending = append(d.pending, dirOp{kind: dirAdd, name: c, node: sub, forced: true})
+			d = sub
+		}
+	}
+	return nil
+}
+
+// List returns the sorted names of the files and directories in dir.
+func (m *MemFS) List(dir string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, err := m.dirLocked(clean(dir))
+	if err != nil {
+		return nil, &fs.PathError{Op: "list", Path: dir, Err: err}
+	}
+	return slices.Sorted(maps.Keys(d.cur)), nil
+}
+
+// Stat returns the current size of the named file; a directory has size 0.
+func (m *MemFS) Stat(name string) (int64, error) {
+	p := clean(name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino, err := m.fileLocked(p)
+	if errors.Is(err, syscall.EISDIR) || p == "/" {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, &fs.PathError{Op: "stat", Path: name, Err: err}
+	}
+	return int64(len(ino.data)), nil
+}
+
+// SyncDir makes the current entries of dir durable.
+func (m *MemFS) SyncDir(dir string) error {
+	p := clean(dir)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, err := m.dirLocked(p)
+	if err == nil {
+		err = m.injectLocked(OpSyncDir, p, "")
+	}
+	if err != nil {
+		return &fs.PathError{Op: "syncdir", Path: dir, Err: err}
+	}
+	d.durable = maps.Clone(d.cur)
+	d.pending = nil
+	m.mu.stats.DirSyncs++
+	return nil
+}
+
+// Lock takes the named lock, creating the file if needed (a pending create
+// like any other). Locks conflict only within this MemFS; Crash releases
+// them all. Lock is never failed by an Injection.
+func (m *MemFS) Lock(name string) (io.Closer, error) {
+	p := clean(name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, base, err := m.parentLocked(p)
+	if err == nil {
+		if _, isDir := d.cur[base].(*dirNode); isDir {
+			err = syscall.EISDIR
+		}
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "lock", Path: name, Err: err}
+	}
+	if _, held := m.mu.locks[p]; held {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, name)
+	}
+	createLocked(d, base, false)
+	l := &memLock{fs: m, path: p}
+	m.mu.locks[p] = l
+	return l, nil
+}
+
+// memLock is a lock returned by MemFS.Lock.
+type memLock struct {
+	fs       *MemFS
+	path     string
+	released bool // guarded by fs.mu
+}
+
+// Close releases the lock. After a Crash it has nothing left to release.
+func (l *memLock) Close() error {
+	m := l.fs
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l.released {
+		return &fs.PathError{Op: "unlock", Path: l.path, Err: fs.ErrClosed}
+	}
+	l.released = true
+	if m.mu.locks[l.path] == l {
+		delete(m.mu.locks, l.path)
+	}
+	return nil
+}
+
+// memFile is an open MemFS file. It refers to the inode, not the name, so it
+// survives renames and removes; it dies when closed or when the MemFS
+// crashes.
+type memFile struct {
+	fs    *MemFS
+	ino   *inode
+	name  string // as given to Open or Create
+	path  string // cleaned, for matching injections
+	epoch uint64 // the MemFS epoch it was opened in
+	// closed is set by Close; guarded by fs.mu.
+	closed bool
+}
+
+// checkLocked returns the error for a use of a closed or crashed handle.
+func (f *memFile) checkLocked(op string) error {
+	if f.closed {
+		return &fs.PathError{Op: op, Path: f.name, Err: fs.ErrClosed}
+	}
+	if f.epoch != f.fs.mu.epoch {
+		return &fs.PathError{Op: op, Path: f.name, Err: ErrCrashed}
+	}
+	return nil
+}
+
+// ReadAt reads what the file holds now, like os.File.ReadAt: fewer than
+// len(p) bytes come with io.EOF.
+func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
+	m := f.fs
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := f.checkLocked("read"); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, &fs.PathError{Op: "read", Path: f.name, Err: syscall.EINVAL}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := m.injectLocked(OpRead, f.path, ""); err != nil {
+		return 0, &fs.PathError{Op: "read", Path: f.name, Err: err}
+	}
+	m.mu.stats.Reads++
+	if off >= int64(len(f.ino.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, f.ino.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// WriteAt writes p at off, growing the file with zeros as needed. The write
+// is visible at once and durable after Sync. It writes all of p or nothing.
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	m := f.fs
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := f.checkLocked("write"); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, &fs.PathError{Op: "write", Path: f.name, Err: syscall.EINVAL}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	err := m.injectLocked(OpWrite, f.path, "")
+	if err == nil {
+		err = m.reserveLocked(f.ino, off+int64(len(p)))
+	}
+	if err != nil {
+		return 0, &fs.PathError{Op: "write", Path: f.name, Err: err}
+	}
+	op := fileOp{off: off, data: slices.Clone(p)}
+	f.ino.data = op.applyTo(f.ino.data)
+	f.ino.pending = append(f.ino.pending, op)
+	m.mu.stats.Writes++
+	m.mu.stats.BytesWritten += int64(len(p))
+	return len(p), nil
+}
+
+// Truncate sets the file's size. It is durable after Sync.
+func (f *memFile) Truncate(size int64) error {
+	m := f.fs
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := f.checkLocked("truncate"); err != nil {
+		return err
+	}
+	if size < 0 {
+		return &fs.PathError{Op: "truncate", Path: f.name, Err: syscall.EINVAL}
+	}
+	err := m.injectLocked(OpTruncate, f.path, "")
+	if err == nil {
+		err = m.reserveLocked(f.ino, size)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "truncate", Path: f.name, Err: err}
+	}
+	op := fileOp{truncate: true, off: size}
+	f.ino.data = op.applyTo(f.ino.data)
+	f.ino.pending = append(f.ino.pending, op)
+	return nil
+}
+
+// Sync applies the pending writes and truncates, in order, to the durable
+// image. A Sync that fails drops them instead (doc.go, rule 3).
+func (f *memFile) Sync() error {
+	m := f.fs
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := f.checkLocked("sync"); err != nil {
+		return err
+	}
+	if err := m.injectLocked(OpSync, f.path, ""); err != nil {
+		f.ino.pending = nil
+		return &fs.PathError{Op: "sync", Path: f.name, Err: err}
+	}
+	for _, op := range f.ino.pending {
+		f.ino.durable = op.applyTo(f.ino.durable)
+	}
+	f.ino.pending = nil
+	m.mu.stats.Syncs++
+	return nil
+}
+
+// Size returns the current size.
+func (f *memFile) Size() (int64, error) {
+	m := f.fs
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := f.checkLocked("stat"); err != nil {
+		return 0, err
+	}
+	return int64(len(f.ino.data)), nil
+}
+
+// Name returns the name the file was opened with.
+func (f *memFile) Name() string { return f.name }
+
+// Close closes the handle. Closing a handle that a Crash invalidated
+// returns ErrCrashed.
+func (f *memFile) Close() error {
+	m := f.fs
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	err := f.checkLocked("close")
+	f.closed = true
+	return err
+}
+
+// resize returns b with length n, zero-filled past its old length; b may be
+// reused.
+func resize(b []byte, n int64) []byte {
+	if n <= int64(len(b)) {
+		return b[:n]
+	}
+	old := len(b)
+	b = slices.Grow(b, int(n)-old)[:n]
+	clear(b[old:])
+	return b
+}
+
+// writeAt returns b with p copied in at off, grown as needed; b may be
+// reused.
+func writeAt(b, p []byte, off int64) []byte {
+	if end := off + int64(len(p)); end > int64(len(b)) {
+		b = resize(b, end)
+	}
+	copy(b[off:], p)
+	return b
+}
