@@ -1,0 +1,70 @@
+package pagecache
+
+import (
+	"cmp"
+	"slices"
+)
+
+// Checkpoint writes every buffer that is dirty when it starts and then
+// fsyncs every relation file written since the last checkpoint (PostgreSQL's
+// BufferSync followed by the sync of pending files). Pages dirtied after it
+// starts are not its business: their WAL lies after the redo point.
+//
+// The dirty buffers are written in (relation, block) order, so each file is
+// written sequentially. progress, if not nil, is called after each write with
+// the count written and the total, and may sleep to spread the writes over
+// checkpoint_completion_target; the caller owns time.
+//
+// A failed fsync is fatal (ErrDataSyncFailed); the pool refuses writes from
+// then on.
+func (bp *Pool) Checkpoint(progress func(done, total int)) error {
+	if bp.closed.Load() {
+		return ErrClosed
+	}
+	bp.ckpt.Lock()
+	defer bp.ckpt.Unlock()
+
+	// Mark the buffers to write, remembering their tags.
+	ids := bp.ckpt.ids[:0]
+	for id := range bp.descs {
+		d := &bp.descs[id]
+		st := d.lockHdr()
+		if st&(flagValid|flagDirty) == flagValid|flagDirty {
+			st |= flagCheckpointNeeded
+			ids = append(ids, ckptEntry{tag: d.tag, id: int32(id)})
+		}
+		d.unlockHdr(st)
+	}
+	slices.SortFunc(ids, func(a, b ckptEntry) int {
+		if c := cmp.Compare(a.tag.Rel, b.tag.Rel); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.tag.Blk, b.tag.Blk)
+	})
+
+	for i, e := range ids {
+		d := &bp.descs[e.id]
+		st := d.lockHdr()
+		if st&flagCheckpointNeeded == 0 || d.tag != e.tag {
+			// Written (or evicted) by somebody else meanwhile.
+			d.unlockHdr(st)
+			continue
+		}
+		d.unlockHdr(st + refOne) // pin without counting a use
+		d.content.RLock()
+		_, err := bp.flushBuffer(e.id, &bp.stats.writesCheckpoint)
+		d.content.RUnlock()
+		d.unpin()
+		if err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(i+1, len(ids))
+		}
+	}
+	if err := bp.smgr.Sync(); err != nil {
+		return err
+	}
+	bp.stats.checkpoints.Add(1)
+	return nil
+}

@@ -1,0 +1,186 @@
+package pagecache
+
+import (
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/vfs"
+)
+
+// TestTornPageDetected writes a new version of a page without syncing it,
+// crashes the file system so that only a prefix of the write reaches the
+// disk, and expects the read after restart to fail its checksum.
+func TestTornPageDetected(t *testing.T) {
+	for seed := range int64(20) {
+		fs := vfs.NewMemFS()
+		bp := openPool(t, fs, "/db", 16, Config{})
+		createRel(t, bp, 9, 4) // durable: checkpointed
+		if err := bp.WithPage(9, 2, true, func(p Page) (bool, error) {
+			stamp(p, 2, 1)
+			for i := 1024; i < BlockSize; i++ { // change every sector
+				p[i] = byte(i)
+			}
+			return true, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// Write the page the background writer's way: no fsync.
+		id := int32(findBuffer(t, bp, 9, 2))
+		st := bp.descs[id].lockHdr()
+		bp.descs[id].unlockHdr(st &^ usageMask)
+		if _, written, err := bp.syncOneBuffer(id); err != nil || !written {
+			t.Fatalf("bgwriter did not write the page: %v", err)
+		}
+		fs.Crash(vfs.CrashOptions{Seed: seed, TearProbability: 1})
+
+		bp = openPool(t, fs, "/db", 16, Config{})
+		_, err := bp.ReadBuffer(9, 2, ReadNormal, nil)
+		if !errors.Is(err, base.ErrCorrupt) || !strings.Contains(err.Error(), "block 2 of relation 9") {
+			t.Fatalf("seed %d: read of torn page: %v, want ErrCorrupt naming block 2 of relation 9", seed, err)
+		}
+		for _, blk := range []base.BlockNum{0, 1, 3} {
+			if err := bp.WithPage(9, blk, false, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) }); err != nil {
+				t.Fatalf("seed %d: untouched block: %v", seed, err)
+			}
+		}
+		bp.Close()
+	}
+}
+
+// TestUnsyncedWriteLostCleanly is the control for the torn-page test: a
+// write dropped whole leaves the old, valid page.
+func TestUnsyncedWriteLostCleanly(t *testing.T) {
+	fs := vfs.NewMemFS()
+	bp := openPool(t, fs, "/db", 16, Config{})
+	createRel(t, bp, 9, 4)
+	if err := bp.WithPage(9, 2, true, func(p Page) (bool, error) { stamp(p, 2, 1); return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	bp.Close() // no checkpoint: the dirty page is simply lost
+	fs.Crash(vfs.CrashOptions{})
+	bp = openPool(t, fs, "/db", 16, Config{})
+	defer bp.Close()
+	if err := bp.WithPage(9, 2, false, func(p Page) (bool, error) { return false, checkStamp(p, 2, 0) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadErrorLeavesNoPin(t *testing.T) {
+	fs := vfs.NewMemFS()
+	bp := openPool(t, fs, "/db", 16, Config{})
+	defer bp.Close()
+	createRel(t, bp, 1, 40)
+	fs.InjectError(vfs.Injection{Op: vfs.OpRead, Path: "/db/base/1", Nth: 1})
+	_, err := bp.ReadBuffer(1, 30, ReadNormal, nil)
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "block 30 of relation 1") {
+		t.Fatalf("read with EIO: %v", err)
+	}
+	if n := bp.PinnedBuffers(); n != 0 {
+		t.Fatalf("%d pins leaked by a failed read", n)
+	}
+	// The buffer is not stuck: the next read retries the I/O.
+	if err := bp.WithPage(1, 30, false, func(p Page) (bool, error) { return false, checkStamp(p, 30, 0) }); err != nil {
+		t.Fatalf("read after the error cleared: %v", err)
+	}
+}
+
+func TestWriteErrorKeepsPageDirty(t *testing.T) {
+	fs := vfs.NewMemFS()
+	bp := openPool(t, fs, "/db", 16, Config{})
+	defer bp.Close()
+	createRel(t, bp, 1, 40)
+	if err := bp.WithPage(1, 0, true, func(p Page) (bool, error) { stamp(p, 0, 3); return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	fs.InjectError(vfs.Injection{Op: vfs.OpWrite, Path: "/db/base/1", Nth: 1, Persistent: true})
+	err := bp.Checkpoint(nil)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("checkpoint with failing writes: %v", err)
+	}
+	if !bp.Snapshot()[findBuffer(t, bp, 1, 0)].Dirty {
+		t.Fatal("page whose write failed is marked clean")
+	}
+	// Reads that must evict go on failing, without losing the page or a pin.
+	for blk := range base.BlockNum(40) {
+		bp.WithPage(1, blk, false, func(Page) (bool, error) { return false, nil })
+	}
+	if n := bp.PinnedBuffers(); n != 0 {
+		t.Fatalf("%d pins leaked", n)
+	}
+	fs.ClearInjections()
+	if err := bp.Checkpoint(nil); err != nil {
+		t.Fatal(err)
+	}
+	bp.Close()
+	fs.Crash(vfs.CrashOptions{})
+	bp = openPool(t, fs, "/db", 16, Config{})
+	if err := bp.WithPage(1, 0, false, func(p Page) (bool, error) { return false, checkStamp(p, 0, 3) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDataFsyncFailureIsFatal: after a failed fsync of a data file the
+// kernel may have dropped the pages, so the pool must refuse to go on rather
+// than let a later checkpoint claim they are safe.
+func TestDataFsyncFailureIsFatal(t *testing.T) {
+	fs := vfs.NewMemFS()
+	bp := openPool(t, fs, "/db", 16, Config{})
+	defer bp.Close()
+	createRel(t, bp, 1, 4)
+	if err := bp.WithPage(1, 1, true, func(p Page) (bool, error) { stamp(p, 1, 2); return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	fs.InjectError(vfs.Injection{Op: vfs.OpSync, Path: "/db/base/1", Nth: 1})
+	if err := bp.Checkpoint(nil); !errors.Is(err, ErrDataSyncFailed) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("checkpoint with failing fsync: %v", err)
+	}
+	// The sync would succeed now, but the engine must stay stopped.
+	if err := bp.WithPage(1, 2, true, func(p Page) (bool, error) { stamp(p, 2, 2); return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := bp.Checkpoint(nil); !errors.Is(err, ErrDataSyncFailed) {
+		t.Fatalf("checkpoint after a failed fsync: %v, want ErrDataSyncFailed", err)
+	}
+}
+
+func TestExtendOutOfSpace(t *testing.T) {
+	fs := vfs.NewMemFS()
+	bp := openPool(t, fs, "/db", 16, Config{})
+	defer bp.Close()
+	createRel(t, bp, 1, 2)
+	fs.SetSpaceLimit(3 * BlockSize)
+	b, err := bp.Extend(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.UnlockExclusive()
+	b.Release()
+	_, err = bp.Extend(1, nil)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("extend past the space limit: %v, want ENOSPC", err)
+	}
+	if n, _ := bp.Storage().NBlocks(1); n != 3 {
+		t.Fatalf("relation has %d blocks after a failed extend, want 3", n)
+	}
+	if n := bp.PinnedBuffers(); n != 0 {
+		t.Fatalf("%d pins leaked", n)
+	}
+}
+
+// TestCreateIsDurable: a relation created and checkpointed survives a crash
+// that keeps nothing unsynced.
+func TestCreateIsDurable(t *testing.T) {
+	fs := vfs.NewMemFS()
+	bp := openPool(t, fs, "/db", 16, Config{})
+	createRel(t, bp, 4, 3)
+	bp.Close()
+	fs.Crash(vfs.CrashOptions{})
+	bp = openPool(t, fs, "/db", 16, Config{})
+	defer bp.Close()
+	if n, err := bp.Storage().NBlocks(4); err != nil || n != 3 {
+		t.Fatalf("after crash: %d blocks, %v", n, err)
+	}
+}

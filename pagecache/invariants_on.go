@@ -1,0 +1,5 @@
+//go:build invariants
+
+package pagecache
+
+const invariants = true

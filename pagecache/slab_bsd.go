@@ -1,0 +1,5 @@
+//go:build darwin || freebsd
+
+package pagecache
+
+func adviseHugePages([]byte) {}

@@ -1,0 +1,5 @@
+package pagecache
+
+import "syscall"
+
+func adviseHugePages(b []byte) { _ = syscall.Madvise(b, 14 /* MADV_HUGEPAGE */) }

@@ -1,0 +1,285 @@
+package pagecache
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"sync"
+
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/vfs"
+)
+
+// Storage is the storage manager: it maps a relation to its file
+// DIR/base/<relfilenode> and reads, writes, extends and truncates whole
+// blocks. It remembers which files were written since the last checkpoint so
+// that the checkpoint can fsync exactly those (PostgreSQL's pending-sync
+// table).
+//
+// Storage does no caching of page contents; that is the buffer pool's job.
+// Its maps hold one entry per relation, never one per block.
+type Storage struct {
+	fs  vfs.FS
+	dir string // DIR/base
+
+	mu struct {
+		sync.Mutex
+		files   map[base.RelFileNode]*relFile // open relations
+		pending map[base.RelFileNode]struct{} // written since the last Sync
+		failed  error                         // first failed data fsync; sticky
+	}
+}
+
+// relFile is one open relation. extendMu is the relation extension lock: it
+// serialises growing the file so two extenders never get the same block.
+type relFile struct {
+	f        vfs.File
+	extendMu sync.Mutex
+	mu       sync.Mutex
+	nblocks  base.BlockNum // guarded by mu; the file's size in blocks
+}
+
+// OpenStorage opens the storage manager over dir (the data directory; relation
+// files live in dir/base), creating dir/base if needed.
+func OpenStorage(fsys vfs.FS, dir string) (*Storage, error) {
+	s := &Storage{fs: fsys, dir: path.Join(dir, "base")}
+	if err := fsys.MkdirAll(s.dir); err != nil {
+		return nil, fmt.Errorf("pagecache: create %s: %w", s.dir, err)
+	}
+	s.mu.files = make(map[base.RelFileNode]*relFile)
+	s.mu.pending = make(map[base.RelFileNode]struct{})
+	return s, nil
+}
+
+func (s *Storage) path(rel base.RelFileNode) string {
+	return path.Join(s.dir, strconv.FormatUint(uint64(rel), 10))
+}
+
+// Create creates an empty relation file and makes its name durable.
+func (s *Storage) Create(rel base.RelFileNode) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.mu.files[rel]; ok {
+		return nil
+	}
+	p := s.path(rel)
+	if _, err := s.fs.Stat(p); err == nil {
+		return s.openLocked(rel)
+	}
+	f, err := s.fs.Create(p)
+	if err != nil {
+		return fmt.Errorf("pagecache: create relation %d: %w", rel, err)
+	}
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		f.Close()
+		return fmt.Errorf("pagecache: create relation %d: sync directory: %w", rel, err)
+	}
+	s.mu.files[rel] = &relFile{f: f}
+	return nil
+}
+
+// Exists reports whether the relation's file exists.
+func (s *Storage) Exists(rel base.RelFileNode) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.mu.files[rel]; ok {
+		return true
+	}
+	_, err := s.fs.Stat(s.path(rel))
+	return err == nil
+}
+
+// openLocked opens an existing relation file. s.mu must be held.
+func (s *Storage) openLocked(rel base.RelFileNode) error {
+	f, err := s.fs.Open(s.path(rel))
+	if err != nil {
+		if vfs.IsNotExist(err) {
+			return fmt.Errorf("relation %d: %w", rel, ErrNoRelation)
+		}
+		return fmt.Errorf("pagecache: open relation %d: %w", rel, err)
+	}
+	size, err := f.Size()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("pagecache: size of relation %d: %w", rel, err)
+	}
+	// A crash can leave a partial block at the end of a file that was being
+	// extended; it was never acknowledged, so it does not count.
+	s.mu.files[rel] = &relFile{f: f, nblocks: base.BlockNum(size / BlockSize)}
+	return nil
+}
+
+func (s *Storage) file(rel base.RelFileNode) (*relFile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rf, ok := s.mu.files[rel]
+	if !ok {
+		if err := s.openLocked(rel); err != nil {
+			return nil, err
+		}
+		rf = s.mu.files[rel]
+	}
+	return rf, nil
+}
+
+// NBlocks returns the relation's size in blocks.
+func (s *Storage) NBlocks(rel base.RelFileNode) (base.BlockNum, error) {
+	rf, err := s.file(rel)
+	if err != nil {
+		return 0, err
+	}
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	return rf.nblocks, nil
+}
+
+// Read reads block blk of rel into buf, which must be BlockSize long. It does
+// not verify the page; the buffer pool does.
+func (s *Storage) Read(rel base.RelFileNode, blk base.BlockNum, buf []byte) error {
+	rf, err := s.file(rel)
+	if err != nil {
+		return err
+	}
+	n, err := rf.f.ReadAt(buf[:BlockSize], int64(blk)*BlockSize)
+	if err != nil && !(errors.Is(err, io.EOF) && n == BlockSize) {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("pagecache: read block %d of relation %d: %w", blk, rel, ErrBlockOutOfRange)
+		}
+		return fmt.Errorf("pagecache: read block %d of relation %d: %w", blk, rel, err)
+	}
+	return nil
+}
+
+// Write writes buf as block blk of rel and remembers that rel needs an fsync
+// at the next checkpoint. Writing past the end extends the file.
+func (s *Storage) Write(rel base.RelFileNode, blk base.BlockNum, buf []byte) error {
+	rf, err := s.file(rel)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	failed := s.mu.failed
+	s.mu.pending[rel] = struct{}{}
+	s.mu.Unlock()
+	if failed != nil {
+		return failed
+	}
+	if _, err := rf.f.WriteAt(buf[:BlockSize], int64(blk)*BlockSize); err != nil {
+		return fmt.Errorf("pagecache: write block %d of relation %d: %w", blk, rel, err)
+	}
+	rf.mu.Lock()
+	rf.nblocks = max(rf.nblocks, blk+1)
+	rf.mu.Unlock()
+	return nil
+}
+
+// Extend adds one zero block at the end of rel and returns its number. The
+// zero page is written at once so that running out of space shows here, not
+// at a later eviction (PostgreSQL's smgrextend).
+func (s *Storage) Extend(rel base.RelFileNode) (base.BlockNum, error) {
+	rf, err := s.file(rel)
+	if err != nil {
+		return 0, err
+	}
+	rf.extendMu.Lock()
+	defer rf.extendMu.Unlock()
+	rf.mu.Lock()
+	blk := rf.nblocks
+	rf.mu.Unlock()
+	if blk == base.InvalidBlock {
+		return 0, fmt.Errorf("pagecache: relation %d cannot grow past %d blocks", rel, blk)
+	}
+	var zero [BlockSize]byte
+	if err := s.Write(rel, blk, zero[:]); err != nil {
+		return 0, err
+	}
+	return blk, nil
+}
+
+// Truncate cuts rel to nblocks blocks.
+func (s *Storage) Truncate(rel base.RelFileNode, nblocks base.BlockNum) error {
+	rf, err := s.file(rel)
+	if err != nil {
+		return err
+	}
+	rf.extendMu.Lock()
+	defer rf.extendMu.Unlock()
+	if err := rf.f.Truncate(int64(nblocks) * BlockSize); err != nil {
+		return fmt.Errorf("pagecache: truncate relation %d to %d blocks: %w", rel, nblocks, err)
+	}
+	s.mu.Lock()
+	s.mu.pending[rel] = struct{}{}
+	s.mu.Unlock()
+	rf.mu.Lock()
+	rf.nblocks = nblocks
+	rf.mu.Unlock()
+	return nil
+}
+
+// Drop closes and removes the relation's file. The caller must first drop the
+// relation's buffers (Pool.DropRelation).
+func (s *Storage) Drop(rel base.RelFileNode) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rf, ok := s.mu.files[rel]; ok {
+		rf.f.Close()
+		delete(s.mu.files, rel)
+	}
+	delete(s.mu.pending, rel)
+	if err := s.fs.Remove(s.path(rel)); err != nil && !vfs.IsNotExist(err) {
+		return fmt.Errorf("pagecache: remove relation %d: %w", rel, err)
+	}
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("pagecache: remove relation %d: sync directory: %w", rel, err)
+	}
+	return nil
+}
+
+// Sync fsyncs every relation written since the last Sync. A failed fsync is
+// sticky: the kernel may have thrown the dirty pages away, so this and every
+// later write or Sync returns ErrDataSyncFailed and the engine must stop.
+func (s *Storage) Sync() error {
+	s.mu.Lock()
+	if s.mu.failed != nil {
+		err := s.mu.failed
+		s.mu.Unlock()
+		return err
+	}
+	todo := make([]*relFile, 0, len(s.mu.pending))
+	rels := make([]base.RelFileNode, 0, len(s.mu.pending))
+	for rel := range s.mu.pending {
+		if rf, ok := s.mu.files[rel]; ok {
+			todo = append(todo, rf)
+			rels = append(rels, rel)
+		}
+	}
+	clear(s.mu.pending)
+	s.mu.Unlock()
+
+	for i, rf := range todo {
+		if err := rf.f.Sync(); err != nil {
+			err = fmt.Errorf("%w: relation %d: %w", ErrDataSyncFailed, rels[i], err)
+			s.mu.Lock()
+			s.mu.failed = err
+			s.mu.Unlock()
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes every open relation file.
+func (s *Storage) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first error
+	for rel, rf := range s.mu.files {
+		if err := rf.f.Close(); err != nil && first == nil {
+			first = err
+		}
+		delete(s.mu.files, rel)
+	}
+	return first
+}
