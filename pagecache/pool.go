@@ -70,8 +70,8 @@ type Pool struct {
 	cfg   Config
 	smgr  *Storage
 	nbuf  int
-	slab  []byte        // nbuf pages, then numScratch write copies
-	descs []bufferDesc  // one per buffer
+	slab  []byte       // nbuf pages, then numScratch write copies
+	descs []bufferDesc // one per buffer
 	parts [numPartitions]partition
 
 	// hand is the clock hand: the number of ticks so far; the buffer it

@@ -312,8 +312,8 @@ func TestRingKeepsHotSet(t *testing.T) {
 		t.Run(map[bool]string{true: "ring", false: "no-ring"}[useRing], func(t *testing.T) {
 			dir := t.TempDir()
 			bp := openPool(t, vfs.Default, dir, nbuf, Config{})
-			createRel(t, bp, 1, hot)         // the hot relation
-			createRel(t, bp, 2, nbuf*10)     // the big one
+			createRel(t, bp, 1, hot)           // the hot relation
+			createRel(t, bp, 2, nbuf*10)       // the big one
 			if err := bp.Close(); err != nil { // start cold
 				t.Fatal(err)
 			}
