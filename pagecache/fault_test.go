@@ -184,3 +184,69 @@ func TestCreateIsDurable(t *testing.T) {
 		t.Fatalf("after crash: %d blocks, %v", n, err)
 	}
 }
+
+func TestLockForRedo(t *testing.T) {
+	fs := vfs.NewMemFS()
+	bp := openPool(t, fs, "/db", 16, Config{})
+	defer bp.Close()
+	createRel(t, bp, 1, 2)
+
+	// An existing block comes back with its contents.
+	page, done, err := bp.LockForRedo(1, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkStamp(page, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	stamp(page, 1, 9)
+	done(true)
+
+	// A block past the end, of a relation that does not exist yet, is a
+	// zero page; writing it out creates and extends the file.
+	page, done, err = bp.LockForRedo(8, 5, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Page(page).IsNew() {
+		t.Fatal("page past the end is not zero")
+	}
+	stamp(page, 5, 1)
+	done(true)
+
+	// zero skips the read, even of a page that would fail its checksum.
+	if err := bp.Checkpoint(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.CorruptByte("/db/base/1", 3000, 0xff); err != nil {
+		t.Fatal(err)
+	}
+	if err := bp.DropRelation(1); err != nil { // forget the cached copy
+		t.Fatal(err)
+	}
+	page, done, err = bp.LockForRedo(1, 0, true)
+	if err != nil {
+		t.Fatalf("zero redo of a damaged page: %v", err)
+	}
+	stamp(page, 0, 4)
+	done(true)
+
+	if err := bp.Checkpoint(nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := bp.Storage().NBlocks(8); n != 6 {
+		t.Fatalf("relation 8 has %d blocks, want 6", n)
+	}
+	for _, c := range []struct {
+		rel base.RelFileNode
+		blk base.BlockNum
+		ver uint64
+	}{{1, 0, 4}, {1, 1, 9}, {8, 5, 1}} {
+		if err := bp.WithPage(c.rel, c.blk, false, func(p Page) (bool, error) { return false, checkStamp(p, c.blk, c.ver) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := bp.PinnedBuffers(); n != 0 {
+		t.Fatalf("%d pins leaked", n)
+	}
+}

@@ -1,0 +1,44 @@
+package pagecache
+
+import (
+	"github.com/heapkv/heapkv/internal/base"
+)
+
+// LockForRedo returns block blk of rel pinned and locked exclusively for WAL
+// replay (PostgreSQL's XLogReadBufferExtended). A missing relation file is
+// created and a block past the end is supplied as a zero page, because the
+// WAL may describe pages whose writes never reached the disk. With zero the
+// page is not read at all and comes back zeroed: a full-page image will
+// overwrite it, which is also how a torn page is repaired. done unlocks and
+// releases the buffer, marking it dirty first if dirty.
+func (bp *Pool) LockForRedo(rel base.RelFileNode, blk base.BlockNum, zero bool) (page []byte, done func(dirty bool), err error) {
+	if !bp.smgr.Exists(rel) {
+		if err := bp.smgr.Create(rel); err != nil {
+			return nil, nil, err
+		}
+	}
+	nblocks, err := bp.smgr.NBlocks(rel)
+	if err != nil {
+		return nil, nil, err
+	}
+	var b Buffer
+	if zero || blk >= nblocks {
+		b, err = bp.ReadBuffer(rel, blk, ReadZeroAndLock, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+	} else {
+		b, err = bp.ReadBuffer(rel, blk, ReadNormal, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		b.LockExclusive()
+	}
+	return b.Page(), func(dirty bool) {
+		if dirty {
+			b.MarkDirty()
+		}
+		b.UnlockExclusive()
+		b.Release()
+	}, nil
+}
