@@ -44,3 +44,19 @@ type corruptionError struct{ msg string }
 
 func (e *corruptionError) Error() string        { return e.msg }
 func (e *corruptionError) Is(target error) bool { return target == ErrCorrupt }
+
+// TID is a tuple id: the place of a heap tuple, as block and line pointer
+// number (1-based; 0 is invalid). The B+tree maps each key to the TID of its
+// newest version; a version links to its predecessor by TID.
+type TID struct {
+	Block  BlockNum
+	Offset uint16
+}
+
+// InvalidTID points nowhere.
+var InvalidTID = TID{Block: InvalidBlock, Offset: 0}
+
+// Valid reports whether t can point at a tuple.
+func (t TID) Valid() bool { return t.Offset != 0 && t.Block != InvalidBlock }
+
+func (t TID) String() string { return fmt.Sprintf("(%d,%d)", t.Block, t.Offset) }
