@@ -85,3 +85,10 @@ func (b Buffer) MarkDirty() {
 
 // Release drops the pin. The buffer must not be used afterwards.
 func (b Buffer) Release() { b.bp.descs[b.id].unpin() }
+
+// MarkDirtyHint records a change that needs no WAL record of its own, made
+// under a share lock: hint bits, set with atomic operations on the page. A
+// torn write of such a change would fail the checksum, so the caller first
+// logs a full-page image when the page has not been logged since the last
+// redo point (PostgreSQL's MarkBufferDirtyHint with wal_log_hints).
+func (b Buffer) MarkDirtyHint() { b.MarkDirty() }
