@@ -1,0 +1,210 @@
+package xlog
+
+import (
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/vfs"
+)
+
+// CheckpointData is the payload of a checkpoint record. Hooks fill it in
+// during a checkpoint; recovery hands back the one of the last checkpoint
+// it replayed.
+//
+// Layout (little-endian):
+//
+//	+------+---------+---------+------+---------+------+------+-------+-------+~~~
+//	| redo | nextxid | nextrel | time |nsections|namlen| name |datalen| data  | ...
+//	+------+---------+---------+------+---------+------+------+-------+-------+~~~
+//	  u64     u64       u32      i64     u16      u8            u32
+type CheckpointData struct {
+	Redo            base.LSN
+	NextXID         base.XID         // set by the hook that owns the xid counter
+	NextRelFileNode base.RelFileNode // set by the hook that owns relfilenodes
+	Time            int64            // Unix nanoseconds
+	// Sections holds each hook's own bytes under its name (at most 255
+	// bytes of name). Hooks add to it; recovery returns it.
+	Sections map[string][]byte
+}
+
+func (cp *CheckpointData) encode() []byte {
+	b := make([]byte, 0, 32)
+	b = binary.LittleEndian.AppendUint64(b, uint64(cp.Redo))
+	b = binary.LittleEndian.AppendUint64(b, uint64(cp.NextXID))
+	b = binary.LittleEndian.AppendUint32(b, uint32(cp.NextRelFileNode))
+	b = binary.LittleEndian.AppendUint64(b, uint64(cp.Time))
+	names := slices.Sorted(maps.Keys(cp.Sections))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(names)))
+	for _, name := range names {
+		b = append(b, byte(len(name)))
+		b = append(b, name...)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(cp.Sections[name])))
+		b = append(b, cp.Sections[name]...)
+	}
+	return b
+}
+
+// DecodeCheckpoint decodes a checkpoint record's payload. Errors wrap
+// base.ErrCorrupt.
+func DecodeCheckpoint(b []byte) (CheckpointData, error) {
+	var cp CheckpointData
+	if len(b) < 30 {
+		return cp, base.CorruptionErrorf("xlog: checkpoint payload of %d bytes", len(b))
+	}
+	cp.Redo = base.LSN(binary.LittleEndian.Uint64(b[0:]))
+	cp.NextXID = base.XID(binary.LittleEndian.Uint64(b[8:]))
+	cp.NextRelFileNode = base.RelFileNode(binary.LittleEndian.Uint32(b[16:]))
+	cp.Time = int64(binary.LittleEndian.Uint64(b[20:]))
+	n := int(binary.LittleEndian.Uint16(b[28:]))
+	p := b[30:]
+	cp.Sections = make(map[string][]byte, n)
+	for i := range n {
+		if len(p) < 1 || len(p) < 1+int(p[0])+4 {
+			return cp, base.CorruptionErrorf("xlog: checkpoint section %d truncated", i)
+		}
+		name := string(p[1 : 1+p[0]])
+		p = p[1+len(name):]
+		dlen := int64(binary.LittleEndian.Uint32(p))
+		p = p[4:]
+		if dlen > int64(len(p)) {
+			return cp, base.CorruptionErrorf("xlog: checkpoint section %q claims %d bytes, %d left", name, dlen, len(p))
+		}
+		cp.Sections[name] = p[:dlen:dlen]
+		p = p[dlen:]
+	}
+	if len(p) != 0 {
+		return cp, base.CorruptionErrorf("xlog: %d stray bytes after checkpoint payload", len(p))
+	}
+	return cp, nil
+}
+
+// CheckpointHook is called by every checkpoint once the redo point is
+// fixed, before shared buffers are written. It writes out the state its
+// layer keeps outside shared buffers (the CLOG, say) and may fill in cp:
+// NextXID, NextRelFileNode, or its own bytes in cp.Sections. It runs on the
+// checkpointing goroutine and may insert and flush WAL.
+type CheckpointHook func(redo base.LSN, cp *CheckpointData) error
+
+type checkpointHook struct {
+	name string
+	fn   CheckpointHook
+}
+
+// RegisterCheckpointHook adds a hook; hooks run in registration order. A
+// hook registered again under the same name replaces the old one.
+func (l *Log) RegisterCheckpointHook(name string, fn CheckpointHook) {
+	l.regMu.Lock()
+	defer l.regMu.Unlock()
+	for i := range l.hooks {
+		if l.hooks[i].name == name {
+			l.hooks[i].fn = fn
+			return
+		}
+	}
+	l.hooks = append(l.hooks, checkpointHook{name: name, fn: fn})
+}
+
+type checkpointKind uint8
+
+const (
+	checkpointForced   checkpointKind = iota // Checkpoint: always runs
+	checkpointTimed                          // checkpointer: skipped if idle
+	checkpointShutdown                       // Close
+)
+
+// Checkpoint runs a checkpoint now and returns when it is done: the redo
+// point is fixed at the current insert position (so every page changed from
+// now on logs a full-page image first), the hooks run, shared buffers are
+// written and fsynced through Pages, a checkpoint record is written and
+// flushed, the control file is updated, and segments wholly below the redo
+// point are recycled.
+func (l *Log) Checkpoint() error { return l.checkpoint(checkpointForced) }
+
+func (l *Log) checkpoint(kind checkpointKind) error {
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	// Fix the redo point. Publishing it under insertMu orders it with every
+	// reservation: a record reserved before it starts below redo; a record
+	// reserved after it sees the new pointer and logs images (see Insert).
+	l.insertMu.Lock()
+	redo := l.insertMu.cur
+	if kind == checkpointTimed && redo == l.lastCkp {
+		l.insertMu.Unlock()
+		return nil // nothing happened since the last checkpoint
+	}
+	l.insertMu.redo = redo
+	l.redoLSN.Store(uint64(redo))
+	l.insertMu.Unlock()
+
+	t0 := l.cfg.Clock.Now()
+	cp := CheckpointData{
+		Redo:            redo,
+		NextXID:         l.control.NextXID,
+		NextRelFileNode: l.control.NextRelFileNode,
+		Sections:        map[string][]byte{},
+	}
+	l.regMu.Lock()
+	hooks := slices.Clone(l.hooks)
+	l.regMu.Unlock()
+	for _, h := range hooks {
+		if err := h.fn(redo, &cp); err != nil {
+			return fmt.Errorf("xlog: checkpoint hook %q: %w", h.name, err)
+		}
+	}
+	if l.pages != nil {
+		if err := l.pages.Checkpoint(func(done, total int) {}); err != nil {
+			return fmt.Errorf("xlog: checkpoint: write shared buffers: %w", err)
+		}
+	}
+	cp.Time = l.cfg.Clock.Now().UnixNano()
+	info := InfoCheckpointOnline
+	if kind == checkpointShutdown {
+		info = InfoCheckpointShutdown
+	}
+	start, end, err := l.Insert(NewRecord(RmgrXLOG, info, 0).SetPayload(cp.encode()))
+	if err != nil {
+		return fmt.Errorf("xlog: checkpoint: %w", err)
+	}
+	if err := l.Flush(end); err != nil {
+		return fmt.Errorf("xlog: checkpoint: %w", err)
+	}
+	ctl := l.control
+	ctl.CheckPoint, ctl.Redo = start, redo
+	ctl.NextXID, ctl.NextRelFileNode = cp.NextXID, cp.NextRelFileNode
+	ctl.CheckpointTime = cp.Time
+	ctl.State = StateInProduction
+	if kind == checkpointShutdown {
+		ctl.State = StateShutdown
+	}
+	if err := l.writeControl(ctl); err != nil {
+		return fmt.Errorf("xlog: checkpoint: %w", err)
+	}
+	l.lastCkp = end
+
+	keep := int(max(2, l.cfg.MaxWALSize/l.segSize))
+	recycled, removed, err := l.recycleSegments(int64(redo)/l.segSize, int64(l.written.Load())/l.segSize, keep)
+	if err != nil {
+		// The checkpoint itself is complete; the old segments are only
+		// wasted space, and the next checkpoint tries again.
+		l.cfg.Logger.Warn("xlog: recycling segments failed", "err", err)
+	}
+	l.cfg.Logger.Info("xlog: checkpoint complete", "redo", redo, "lsn", start,
+		"shutdown", kind == checkpointShutdown, "recycled", recycled, "removed", removed,
+		"took", l.cfg.Clock.Now().Sub(t0))
+	return nil
+}
+
+// writeControl replaces the control file. The caller holds ckptMu.
+func (l *Log) writeControl(ctl ControlData) error {
+	if err := vfs.WriteFileAtomic(l.fs, l.controlPath(), ctl.Encode()); err != nil {
+		return fmt.Errorf("write control file: %w", err)
+	}
+	l.control = ctl
+	return nil
+}

@@ -1,0 +1,396 @@
+package xlog
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heapkv/heapkv/internal/base"
+)
+
+// numInsertSlots is PostgreSQL's NUM_XLOGINSERT_LOCKS: how many inserters
+// may copy records into the WAL buffers at once.
+const numInsertSlots = 8
+
+// insertSlot is one WAL insertion lock. The inserter owning it publishes in
+// insertingAt how far it has copied: every byte it reserved below that
+// position is in the ring. Zero means the slot is not inserting anything.
+type insertSlot struct {
+	own sync.Mutex // held by the inserter for the whole insertion
+
+	insertingAt atomic.Uint64
+	waiters     atomic.Int32 // goroutines blocked in waitProgress
+	mu          sync.Mutex   // guards nothing but cond's wait/broadcast
+	cond        sync.Cond    // signalled when insertingAt changes and waiters > 0
+	_           [24]byte     // keep slots on separate cache lines
+}
+
+// publish stores a new insertingAt and wakes anyone waiting on the slot.
+func (s *insertSlot) publish(v base.LSN) {
+	s.insertingAt.Store(uint64(v))
+	if s.waiters.Load() > 0 {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+// waitProgress blocks until the slot is free or its inserter has copied
+// everything below upto, and returns the slot's insertingAt then (0: free).
+// The waiters counter and the atomic store in publish form a Dekker pair
+// (both sequentially consistent): either publish sees the waiter and
+// broadcasts under mu, or the waiter sees the new value.
+func (s *insertSlot) waitProgress(upto base.LSN) base.LSN {
+	v := base.LSN(s.insertingAt.Load())
+	if v == 0 || v >= upto {
+		return v
+	}
+	s.mu.Lock()
+	s.waiters.Add(1)
+	for {
+		v = base.LSN(s.insertingAt.Load())
+		if v == 0 || v >= upto {
+			break
+		}
+		s.cond.Wait()
+	}
+	s.waiters.Add(-1)
+	s.mu.Unlock()
+	return v
+}
+
+// Insert appends the record b describes and returns where it starts and
+// ends. The end LSN is what the caller stamps on every page the record
+// changed, and what it passes to Flush to make the record durable.
+//
+// Insert follows PostgreSQL's XLogInsert: assemble the record against the
+// current redo pointer (outside any lock), take an insertion slot, reserve
+// space and the prev link under the short insertMu critical section, re-check
+// the redo pointer there (a checkpoint may have begun since the record was
+// assembled: then retry with full-page images), and copy the record into the
+// ring concurrently with other inserters.
+func (l *Log) Insert(b *RecordBuilder) (start, end base.LSN, err error) {
+	if err := l.usable(); err != nil {
+		return 0, 0, err
+	}
+	fpw := l.cfg.FullPageWrites == On
+	var a assembled
+	for {
+		redo := base.LSN(l.redoLSN.Load())
+		if err := b.assemble(redo, fpw, l.cfg.WALCompression, &a); err != nil {
+			return 0, 0, err
+		}
+		start, end, ok, err := l.insertAssembled(&a, fpw)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			l.stats.records.Add(1)
+			l.stats.fpis.Add(uint64(a.fpis))
+			l.stats.bytes.Add(uint64(len(a.buf)))
+			if uint64(end)-l.redoLSN.Load() >= uint64(l.ckptDistance) {
+				l.requestCheckpoint()
+			}
+			return start, end, nil
+		}
+		// A checkpoint moved the redo pointer past a page we meant to log
+		// without an image; assemble again.
+	}
+}
+
+// insertAssembled reserves space for a and copies it into the ring. ok is
+// false when the redo pointer moved past a.fpwLSN and the record must be
+// assembled again.
+func (l *Log) insertAssembled(a *assembled, fpw bool) (start, end base.LSN, ok bool, err error) {
+	slot := &l.slots[l.nextSlot.Add(1)%numInsertSlots]
+	slot.own.Lock()
+	defer slot.own.Unlock()
+
+	size := base.LSN(len(a.buf))
+	l.insertMu.Lock()
+	if fpw && a.fpwLSN != 0 && a.fpwLSN <= l.insertMu.redo {
+		l.insertMu.Unlock()
+		return 0, 0, false, nil
+	}
+	start = l.insertMu.cur
+	end = start + size
+	prev := l.insertMu.prev
+	l.insertMu.cur = end
+	l.insertMu.prev = start
+	slot.insertingAt.Store(uint64(start)) // no waiter can be interested yet
+	l.insertLSN.Store(uint64(end))
+	l.insertMu.Unlock()
+
+	a.finish(prev)
+	err = l.copyToRing(slot, start, a.buf)
+	slot.publish(0)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	return start, end, true, nil
+}
+
+// copyToRing copies data, reserved at start, into the ring. When the ring has
+// no room (the bytes a ring's length back are not written out yet) the
+// inserter writes the oldest part out itself, after publishing how far it
+// got so that the write does not wait for it (wal_buffers_full).
+func (l *Log) copyToRing(slot *insertSlot, start base.LSN, data []byte) error {
+	pos := start
+	ringSize := base.LSN(len(l.ring))
+	for len(data) > 0 {
+		written := base.LSN(l.written.Load())
+		avail := int64(written) + int64(ringSize) - int64(pos)
+		n := int64(len(data))
+		n = min(n, avail, int64(ringSize-pos%ringSize))
+		if n < int64(len(data)) {
+			n &^= recAlign - 1 // keep published positions 8-aligned
+		}
+		if n <= 0 {
+			slot.publish(pos)
+			want := min(int64(len(data)), int64(ringSize)/2)
+			target := pos + base.LSN(want) - ringSize
+			l.stats.buffersFull.Add(1)
+			if err := l.writeOut(target); err != nil {
+				return err
+			}
+			continue
+		}
+		off := pos % ringSize
+		copy(l.ring[off:off+base.LSN(n)], data[:n])
+		data = data[n:]
+		pos += base.LSN(n)
+	}
+	return nil
+}
+
+// reservedLSN returns the end of everything reserved so far.
+func (l *Log) reservedLSN() base.LSN {
+	l.insertMu.Lock()
+	defer l.insertMu.Unlock()
+	return l.insertMu.cur
+}
+
+// waitInsertions is WaitXLogInsertionsToFinish: it waits until every
+// insertion below upto is copied into the ring, and returns the position
+// below which everything is copied (at least upto, capped at the reserved
+// end). It must not be called with writeMu held: an inserter may need
+// writeMu to make room before it can progress.
+func (l *Log) waitInsertions(upto base.LSN) base.LSN {
+	reserved := l.reservedLSN()
+	upto = min(upto, reserved)
+	finished := reserved
+	for i := range l.slots {
+		v := l.slots[i].waitProgress(upto)
+		if v != 0 && v < finished {
+			finished = v
+		}
+	}
+	return finished
+}
+
+// finishedUpto returns, without waiting, the position below which every
+// reserved byte is copied into the ring. Inserters that reserved after
+// reservedLSN was read have insertingAt at or above it, so they do not lower
+// the result; inserters that reserved before published their start under
+// insertMu, which reservedLSN also took.
+func (l *Log) finishedUpto() base.LSN {
+	finished := l.reservedLSN()
+	for i := range l.slots {
+		v := base.LSN(l.slots[i].insertingAt.Load())
+		if v != 0 && v < finished {
+			finished = v
+		}
+	}
+	return finished
+}
+
+// writeOut makes sure everything below target has been written out of the
+// ring, for an inserter that needs ring space.
+func (l *Log) writeOut(target base.LSN) error {
+	if base.LSN(l.written.Load()) >= target {
+		return nil
+	}
+	l.waitInsertions(target)
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	if err := l.failure(); err != nil {
+		return err
+	}
+	if base.LSN(l.written.Load()) >= target {
+		return nil
+	}
+	return l.writeLocked(l.finishedUpto())
+}
+
+// Flush makes the log durable up to lsn (group commit). It returns at once
+// if that is already so. Otherwise it waits for the insertions below lsn to
+// finish and takes writeMu (WALWriteLock); whoever gets it first writes and
+// fsyncs everything copied so far, so the goroutines queued behind it find
+// their LSN flushed when they get the lock, and return without an fsync of
+// their own. With CommitDelay set, the flusher first sleeps so that more
+// commits can join, if at least CommitSiblings transactions are active.
+func (l *Log) Flush(lsn base.LSN) error {
+	if base.LSN(l.flushed.Load()) >= lsn {
+		return l.failure()
+	}
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if reserved := l.reservedLSN(); lsn > reserved {
+		return fmt.Errorf("xlog: flush to %s, log ends at %s: %w", lsn, reserved, ErrFlushBeyondEnd)
+	}
+	l.waitInsertions(lsn)
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	if err := l.failure(); err != nil {
+		return err
+	}
+	if base.LSN(l.flushed.Load()) >= lsn {
+		return nil
+	}
+	if l.cfg.CommitDelay > 0 && l.siblingsActive() {
+		l.cfg.Clock.Sleep(l.cfg.CommitDelay)
+	}
+	return l.writeLocked(l.finishedUpto())
+}
+
+func (l *Log) siblingsActive() bool {
+	if l.cfg.ActiveTransactions == nil {
+		return true
+	}
+	return l.cfg.ActiveTransactions() >= l.cfg.CommitSiblings
+}
+
+// FlushCommit is what a committing transaction calls with its commit
+// record's end: with SynchronousCommit on it is Flush; with it off it only
+// notes the LSN for the WAL writer, which flushes it within WALWriterDelay
+// (PostgreSQL's XLogSetAsyncXactLSN).
+func (l *Log) FlushCommit(lsn base.LSN) error {
+	if l.cfg.SynchronousCommit == On {
+		return l.Flush(lsn)
+	}
+	l.SetAsyncLSN(lsn)
+	return l.failure()
+}
+
+// SetAsyncLSN asks the WAL writer to flush up to lsn soon.
+func (l *Log) SetAsyncLSN(lsn base.LSN) {
+	for {
+		old := l.asyncLSN.Load()
+		if uint64(lsn) <= old || l.asyncLSN.CompareAndSwap(old, uint64(lsn)) {
+			return
+		}
+	}
+}
+
+// writeLocked writes the ring's bytes [written, upto) to the segment files
+// and fsyncs each write before issuing the next, so that at most one WAL
+// write is ever in flight (rule 6 in doc.go). upto must not pass
+// finishedUpto. The caller holds writeMu.
+func (l *Log) writeLocked(upto base.LSN) error {
+	ringSize := base.LSN(len(l.ring))
+	written := base.LSN(l.written.Load())
+	for written < upto {
+		seg := int64(written) / l.segSize
+		off := int64(written) % l.segSize
+		n := min(int64(upto-written), l.segSize-off, int64(ringSize-written%ringSize))
+		f, err := l.segmentForWriteLocked(seg)
+		if err != nil {
+			return l.fail(fmt.Errorf("xlog: open segment %s: %w: %w", segmentName(seg), ErrWALWriteFailed, err))
+		}
+		t0 := l.cfg.Clock.Now()
+		r := written % ringSize
+		_, err = f.WriteAt(l.ring[r:r+base.LSN(n)], off)
+		t1 := l.cfg.Clock.Now()
+		l.stats.writeTime.Add(int64(t1.Sub(t0)))
+		l.stats.writes.Add(1)
+		if err != nil {
+			return l.fail(fmt.Errorf("xlog: write %d bytes at %s to segment %s: %w: %w", n, written, segmentName(seg), ErrWALWriteFailed, err))
+		}
+		err = f.Sync()
+		l.stats.syncTime.Add(int64(l.cfg.Clock.Now().Sub(t1)))
+		l.stats.syncs.Add(1)
+		if err != nil {
+			return l.fail(fmt.Errorf("xlog: fsync segment %s: %w: %w", segmentName(seg), ErrWALSyncFailed, err))
+		}
+		written += base.LSN(n)
+		l.written.Store(uint64(written))
+		l.flushed.Store(uint64(written))
+	}
+	return nil
+}
+
+// failure returns the error that stopped the log, or nil.
+func (l *Log) failure() error {
+	if p := l.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail stops the log with err (the first failure wins) and returns the
+// error the log is stopped with.
+func (l *Log) fail(err error) error {
+	l.failed.CompareAndSwap(nil, &err)
+	l.cfg.Logger.Error("xlog: WAL stopped", "err", *l.failed.Load())
+	return *l.failed.Load()
+}
+
+// usable returns why the log cannot take inserts and flushes, or nil.
+func (l *Log) usable() error {
+	if err := l.failure(); err != nil {
+		return err
+	}
+	switch l.state.Load() {
+	case stateOpen:
+		return ErrNotRecovered
+	case stateClosed:
+		return ErrClosed
+	}
+	return nil
+}
+
+// Stats is a snapshot of the log's counters, as pg_stat_wal.
+type Stats struct {
+	Records     uint64        // wal_records
+	FPI         uint64        // wal_fpi: full-page images
+	Bytes       uint64        // wal_bytes, padding included
+	BuffersFull uint64        // wal_buffers_full: writes forced by a full ring
+	Writes      uint64        // wal_write: write calls on segments
+	Syncs       uint64        // wal_sync: fsyncs of segments
+	WriteTime   time.Duration // wal_write_time
+	SyncTime    time.Duration // wal_sync_time
+}
+
+type counters struct {
+	records, fpis, bytes, buffersFull, writes, syncs atomic.Uint64
+	writeTime, syncTime                              atomic.Int64
+}
+
+// Stats returns the current counters.
+func (l *Log) Stats() Stats {
+	s := &l.stats
+	return Stats{
+		Records:     s.records.Load(),
+		FPI:         s.fpis.Load(),
+		Bytes:       s.bytes.Load(),
+		BuffersFull: s.buffersFull.Load(),
+		Writes:      s.writes.Load(),
+		Syncs:       s.syncs.Load(),
+		WriteTime:   time.Duration(s.writeTime.Load()),
+		SyncTime:    time.Duration(s.syncTime.Load()),
+	}
+}
+
+// FlushedLSN returns the position below which the log is durable.
+func (l *Log) FlushedLSN() base.LSN { return base.LSN(l.flushed.Load()) }
+
+// InsertLSN returns the end of everything reserved so far: where the next
+// record will start.
+func (l *Log) InsertLSN() base.LSN { return base.LSN(l.insertLSN.Load()) }
+
+// RedoLSN returns the current redo pointer: the redo LSN of the checkpoint
+// in progress or last completed. A page whose LSN is at or below it gets a
+// full-page image with its next change.
+func (l *Log) RedoLSN() base.LSN { return base.LSN(l.redoLSN.Load()) }
