@@ -1,0 +1,182 @@
+package txn
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/vfs"
+)
+
+// TestCLOGEvictionKeepsStatuses sets statuses over a range of xids that
+// spans many more pages than the SLRU has slots, from several goroutines,
+// and checks every one against a model: in memory, after a checkpoint and
+// reopen, and after a crash that keeps only what the checkpoint synced.
+func TestCLOGEvictionKeepsStatuses(t *testing.T) {
+	seed := testSeed(t)
+	const nslots, npages = 4, 24
+	fs := vfs.NewMemFS()
+	var flushedMu sync.Mutex
+	var flushed base.LSN
+	flush := func(l base.LSN) error { flushedMu.Lock(); flushed = max(flushed, l); flushedMu.Unlock(); return nil }
+	c, err := OpenCLOG(fs, "/db/clog", nslots, flush)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range int64(npages) {
+		if err := c.ZeroPage(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	model := make([]Status, npages*xidsPerPage/64) // every 64th xid is used
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(seed, uint64(w)))
+			for i := w; i < len(model); i += 4 {
+				st := Committed
+				if r.IntN(3) == 0 {
+					st = Aborted
+				}
+				if err := c.SetStatus([]base.XID{base.XID(i * 64)}, st, base.LSN(i+1)); err != nil {
+					t.Error(err)
+					return
+				}
+				model[i] = st
+				// Read back a random earlier one, likely evicted.
+				j := r.IntN(i + 1)
+				if j%4 == w {
+					if got, err := c.Status(base.XID(j * 64)); err != nil || got != model[j] {
+						t.Errorf("xid %d: status %v (%v), want %v", j*64, got, err, model[j])
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	check := func(c *CLOG, when string) {
+		t.Helper()
+		for i, want := range model {
+			if got, err := c.Status(base.XID(i * 64)); err != nil || got != want {
+				t.Fatalf("%s: xid %d: status %v (%v), want %v", when, i*64, got, err, want)
+			}
+			if got, _ := c.Status(base.XID(i*64 + 1)); got != InProgress {
+				t.Fatalf("%s: untouched xid %d is %v", when, i*64+1, got)
+			}
+		}
+	}
+	check(c, "in memory")
+	st := c.Stats()
+	if st.Reads == 0 || st.Writes == 0 {
+		t.Fatalf("no eviction happened: %+v", st)
+	}
+	if flushed == 0 {
+		t.Fatal("pages were written without flushing WAL first")
+	}
+	if err := c.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	fs.Crash(vfs.CrashOptions{})
+	c, err = OpenCLOG(fs, "/db/clog", nslots, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(c, "after checkpoint and crash")
+}
+
+func TestCLOGWALBeforePage(t *testing.T) {
+	fs := vfs.NewMemFS()
+	var flushed base.LSN
+	c, err := OpenCLOG(fs, "/db/clog", 2, func(l base.LSN) error { flushed = max(flushed, l); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ZeroPage(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetStatus([]base.XID{5, 40000 - 32768}, Committed, 777); err != nil {
+		t.Fatal(err)
+	}
+	if c.IsDurable(5, 776) || !c.IsDurable(5, 777) {
+		t.Fatal("IsDurable does not follow the group LSN")
+	}
+	if !c.IsDurable(100, 0) {
+		t.Fatal("xid whose group has no commit LSN is not durable")
+	}
+	if err := c.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if flushed < 777 {
+		t.Fatalf("page written with WAL flushed only to %d, want 777", flushed)
+	}
+}
+
+func TestCLOGSetStatusAcrossPagesIsAtomic(t *testing.T) {
+	fs := vfs.NewMemFS()
+	c, err := OpenCLOG(fs, "/db/clog", 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xids := []base.XID{10, xidsPerPage + 10}
+	if err := c.SetStatus(xids, Committed, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range xids {
+		if st, _ := c.Status(x); st != Committed {
+			t.Fatalf("xid %d: %v", x, st)
+		}
+	}
+}
+
+func TestCLOGTruncate(t *testing.T) {
+	fs := vfs.NewMemFS()
+	c, err := OpenCLOG(fs, "/db/clog", 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perSeg := base.XID(xidsPerPage * pagesPerSegment)
+	for _, x := range []base.XID{1, perSeg + 1, 2*perSeg + 1} {
+		if err := c.SetStatus([]base.XID{x}, Committed, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := fs.List("/db/clog"); len(names) != 3 || names[0] != "0000" || names[2] != "0002" {
+		t.Fatalf("segments %v, want 0000 0001 0002", names)
+	}
+	if err := c.Truncate(2*perSeg + 5); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := fs.List("/db/clog"); len(names) != 1 || names[0] != "0002" {
+		t.Fatalf("segments after truncate %v, want 0002", names)
+	}
+	if st, _ := c.Status(2*perSeg + 1); st != Committed {
+		t.Fatalf("kept xid is %v", st)
+	}
+}
+
+func BenchmarkCLOGStatus(b *testing.B) {
+	fs := vfs.NewMemFS()
+	c, err := OpenCLOG(fs, "/db/clog", 4, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for p := range int64(16) {
+		c.ZeroPage(p)
+	}
+	c.Checkpoint()
+	b.Run("cached", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			c.Status(base.XID(i % xidsPerPage))
+		}
+	})
+	b.Run("uncached", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			c.Status(base.XID((i % 16) * xidsPerPage)) // 16 pages through 4 slots
+		}
+	})
+}
