@@ -225,11 +225,12 @@ func (l *Log) writeOut(target base.LSN) error {
 
 // Flush makes the log durable up to lsn (group commit). It returns at once
 // if that is already so. Otherwise it waits for the insertions below lsn to
-// finish and takes writeMu (WALWriteLock); whoever gets it first writes and
-// fsyncs everything copied so far, so the goroutines queued behind it find
-// their LSN flushed when they get the lock, and return without an fsync of
-// their own. With CommitDelay set, the flusher first sleeps so that more
-// commits can join, if at least CommitSiblings transactions are active.
+// finish; then, if another Flush is writing, it waits for that one to end
+// (woken together with every other waiter) and looks again; if none is, it
+// becomes the flusher and writes and fsyncs everything copied so far, so
+// that every commit inserted meanwhile rides on its fsync. With CommitDelay
+// set, the flusher first sleeps so that more commits can join, if at least
+// CommitSiblings transactions are active.
 func (l *Log) Flush(lsn base.LSN) error {
 	if base.LSN(l.flushed.Load()) >= lsn {
 		return l.failure()
@@ -241,6 +242,36 @@ func (l *Log) Flush(lsn base.LSN) error {
 		return fmt.Errorf("xlog: flush to %s, log ends at %s: %w", lsn, reserved, ErrFlushBeyondEnd)
 	}
 	l.waitInsertions(lsn)
+	for {
+		if base.LSN(l.flushed.Load()) >= lsn {
+			return l.failure()
+		}
+		l.flushMu.Lock()
+		if l.flushMu.busy {
+			done := l.flushMu.done
+			l.flushMu.Unlock()
+			<-done
+			continue
+		}
+		l.flushMu.busy = true
+		l.flushMu.done = make(chan struct{})
+		l.flushMu.Unlock()
+
+		err := l.flushAsLeader(lsn)
+
+		l.flushMu.Lock()
+		l.flushMu.busy = false
+		close(l.flushMu.done)
+		l.flushMu.Unlock()
+		return err
+	}
+}
+
+// flushAsLeader is the group-commit leader's part of Flush.
+func (l *Log) flushAsLeader(lsn base.LSN) error {
+	if l.cfg.CommitDelay > 0 && l.siblingsActive() {
+		l.cfg.Clock.Sleep(l.cfg.CommitDelay)
+	}
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	if err := l.failure(); err != nil {
@@ -248,9 +279,6 @@ func (l *Log) Flush(lsn base.LSN) error {
 	}
 	if base.LSN(l.flushed.Load()) >= lsn {
 		return nil
-	}
-	if l.cfg.CommitDelay > 0 && l.siblingsActive() {
-		l.cfg.Clock.Sleep(l.cfg.CommitDelay)
 	}
 	return l.writeLocked(l.finishedUpto())
 }

@@ -72,6 +72,15 @@ type Log struct {
 
 	segMu sync.Mutex
 
+	// flushMu guards the group-commit rendezvous: at most one Flush writes
+	// at a time; the others wait on done and are all woken together when
+	// it closes, instead of being handed writeMu one at a time.
+	flushMu struct {
+		sync.Mutex
+		busy bool          // a flusher is at work
+		done chan struct{} // closed when it finishes
+	}
+
 	failed  atomic.Pointer[error] // the first write or fsync failure; stops the log
 	state   atomic.Int32
 	closing atomic.Bool // set by the first Close
