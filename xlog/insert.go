@@ -235,6 +235,14 @@ func (l *Log) Flush(lsn base.LSN) error {
 	if base.LSN(l.flushed.Load()) >= lsn {
 		return l.failure()
 	}
+	if l.state.Load() == stateRecovering {
+		// Recovery synced the WAL it replays before it began, so pages
+		// stamped by redo may be written freely.
+		if lsn <= base.LSN(l.replayed.Load()) {
+			return nil
+		}
+		return fmt.Errorf("xlog: flush to %s during recovery, replayed to %s: %w", lsn, base.LSN(l.replayed.Load()), ErrNotRecovered)
+	}
 	if err := l.usable(); err != nil {
 		return err
 	}

@@ -13,9 +13,10 @@ import (
 )
 
 const (
-	stateOpen      = 1 // opened, Recover not yet run
-	stateRecovered = 2 // accepting inserts
-	stateClosed    = 3
+	stateOpen       = 1 // opened, Recover not yet run
+	stateRecovered  = 2 // accepting inserts
+	stateClosed     = 3
+	stateRecovering = 4 // Recover is replaying
 )
 
 // Log is the write-ahead log of one data directory.
@@ -63,6 +64,7 @@ type Log struct {
 	written   atomic.Uint64 // LogwrtResult.Write; advanced under writeMu
 	flushed   atomic.Uint64 // LogwrtResult.Flush; advanced under writeMu (equals written: writes are synced at once)
 	asyncLSN  atomic.Uint64 // highest asynchronous commit waiting for the WAL writer
+	replayed  atomic.Uint64 // during recovery: end of the record being replayed
 
 	writeMu struct {
 		sync.Mutex

@@ -157,6 +157,16 @@ func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 		}
 	}
 
+	// The WAL about to be replayed may sit in the OS cache only (the
+	// process died, not the machine). Make it durable before redo lets the
+	// buffer pool write pages that depend on it (PostgreSQL's
+	// SyncDataDirectory); then a Flush during replay has nothing to do.
+	if err := l.syncSegments(); err != nil {
+		return res, fmt.Errorf("xlog: recovery: %w", err)
+	}
+	l.state.Store(stateRecovering)
+	defer l.state.CompareAndSwap(stateRecovering, stateOpen) // on failure
+
 	ctx := &RedoContext{Pages: pages}
 	r := NewReader(l.fs, l.dir, l.segSize, ctl.Redo, ctl.CheckPoint+1)
 	l.regMu.Lock()
@@ -171,6 +181,7 @@ func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 			}
 			ckptEnd = rec.End
 		}
+		l.replayed.Store(uint64(rec.End))
 		rm := rmgrs[rec.Rmgr]
 		if rm == nil {
 			return res, fmt.Errorf("xlog: record at %s: rmgr %d: %w", rec.LSN, rec.Rmgr, ErrUnknownRmgr)
@@ -210,6 +221,26 @@ func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 	l.state.Store(stateRecovered)
 	l.cfg.Logger.Info("xlog: recovery complete", "redo", ctl.Redo, "end", end.LSN, "records", res.Records)
 	return res, nil
+}
+
+// syncSegments fsyncs every WAL segment file.
+func (l *Log) syncSegments() error {
+	segs, err := listSegments(l.fs, l.walDir)
+	if err != nil {
+		return err
+	}
+	for _, seg := range segs {
+		f, err := l.fs.Open(l.segmentPath(seg))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return l.fail(fmt.Errorf("%w: segment %d: %w", ErrWALSyncFailed, seg, err))
+		}
+	}
+	return l.fs.SyncDir(l.walDir)
 }
 
 // trimTail makes sure no byte past end can pass for a record: it zeroes the
