@@ -67,12 +67,12 @@ type CLOG struct {
 	// mu in share mode lets Status and IsDurable read a resident page;
 	// everything else holds it exclusively.
 	mu      sync.RWMutex
-	cond    *sync.Cond // on mu's write lock; signalled when a slot's I/O ends
+	cond    *sync.Cond  // on mu's write lock; signalled when a slot's I/O ends
 	scratch chan []byte // two private page copies for writes
 	slots   []clogSlot
-	byPage  map[int64]int // pageno -> slot; at most len(slots) entries
-	tick    atomic.Uint64 // LRU clock
-	hits    atomic.Uint64 // lookups served from a resident page
+	byPage  map[int64]int      // pageno -> slot; at most len(slots) entries
+	tick    atomic.Uint64      // LRU clock
+	hits    atomic.Uint64      // lookups served from a resident page
 	written map[int64]struct{} // segments written since the last Sync
 	stats   CLOGStats
 }

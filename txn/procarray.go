@@ -26,7 +26,36 @@ type Proc struct {
 	// vacuum must keep every version such a snapshot could see. Written by
 	// the owner, read by Horizon.
 	xmin atomic.Uint64
-	idx  int // position in the array; fixed
+	// subxids are the transaction's live subtransaction xids, ascending,
+	// replaced whole (copy on write) by the owner; subAssigning is set
+	// while a new one is being handed out, as xid's assigning marker.
+	subxids      atomic.Pointer[[]base.XID]
+	subAssigning atomic.Bool
+	idx          int // position in the array; fixed
+}
+
+// subs returns the live subtransaction xids. The slice must not be changed.
+func (p *Proc) subs() []base.XID {
+	if s := p.subxids.Load(); s != nil {
+		return *s
+	}
+	return nil
+}
+
+// addSub appends a subtransaction xid (owner only).
+func (p *Proc) addSub(x base.XID) {
+	s := append(slices.Clone(p.subs()), x)
+	p.subxids.Store(&s)
+}
+
+// setSubs replaces the subtransaction xids (owner only).
+func (p *Proc) setSubs(xids []base.XID) {
+	if len(xids) == 0 {
+		p.subxids.Store(nil)
+		return
+	}
+	s := slices.Clone(xids)
+	p.subxids.Store(&s)
 }
 
 // XID returns the proc's xid, or InvalidXID.
@@ -138,6 +167,16 @@ func (pa *ProcArray) TakeSnapshot(dst *Snapshot, p *Proc) {
 		}
 		xip = append(xip, x)
 		xmin = min(xmin, x)
+		for spins := 0; q.subAssigning.Load(); spins++ {
+			if spins > 50 {
+				runtime.Gosched()
+			}
+		}
+		for _, sx := range q.subs() {
+			if sx < xmax {
+				xip = append(xip, sx)
+			}
+		}
 	}
 	if p != nil && p.xmin.Load() == 0 {
 		p.xmin.Store(uint64(xmin))
@@ -145,6 +184,13 @@ func (pa *ProcArray) TakeSnapshot(dst *Snapshot, p *Proc) {
 	pa.mu.RUnlock()
 	slices.Sort(xip)
 	dst.XMin, dst.XMax, dst.XIP = xmin, xmax, xip
+}
+
+// setLatestCompleted sets the highest ended xid after recovery.
+func (pa *ProcArray) setLatestCompleted(x base.XID) {
+	pa.mu.Lock()
+	pa.latestCompleted.Store(uint64(x))
+	pa.mu.Unlock()
 }
 
 // Horizon returns the oldest xid that any running transaction or snapshot
