@@ -257,10 +257,19 @@ func (l *Log) trimTail(end base.LSN) error {
 	f, err := l.fs.Open(l.segmentPath(seg))
 	switch {
 	case err == nil:
-		var from int64
-		from, err = firstNonZero(f, int64(end)%l.segSize, l.segSize)
-		if err == nil && from < l.segSize {
-			err = writeZeros(f, from&^(recAlign-1), l.segSize)
+		// A segment cut short (by a crash, or by hand) is zeroed up to
+		// its end and grown back to full size.
+		var size, from int64
+		size, err = f.Size()
+		limit := min(size, l.segSize)
+		if err == nil {
+			from, err = firstNonZero(f, min(int64(end)%l.segSize, limit), limit)
+		}
+		if err == nil && from < limit {
+			err = writeZeros(f, from&^(recAlign-1), limit)
+		}
+		if err == nil && size != l.segSize {
+			err = f.Truncate(l.segSize)
 		}
 		if err == nil {
 			err = f.Sync()
