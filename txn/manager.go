@@ -540,6 +540,14 @@ func (tx *Tx) Snapshot(dst *Snapshot) error {
 	return nil
 }
 
+// SetOwn refreshes the reader's own xids in s (Cur and Subs): a snapshot
+// kept for the whole transaction must learn the xids the transaction got
+// after taking it, or its own later writes would be invisible to it.
+func (tx *Tx) SetOwn(s *Snapshot) {
+	s.Cur = tx.xid
+	s.Subs = append(s.Subs[:0], tx.proc.subs()...)
+}
+
 // XID returns tx's top-level xid, or InvalidXID if it has not written.
 func (tx *Tx) XID() base.XID { return tx.xid }
 
