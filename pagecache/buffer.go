@@ -63,7 +63,8 @@ func (b Buffer) TryLockForCleanup() bool {
 }
 
 // MarkDirty records that the page changed. The caller holds the exclusive
-// latch and has already stamped the page with the LSN of its WAL record.
+// latch and calls it before inserting the change's WAL record (rule 1 of
+// the package documentation), then stamps the page with the record's LSN.
 func (b Buffer) MarkDirty() {
 	d := &b.bp.descs[b.id]
 	for {

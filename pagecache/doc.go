@@ -36,9 +36,15 @@
 // # Rules
 //
 //  1. To look at a page, pin it (ReadBuffer) and take its content latch
-//     (LockShare). To change it, hold LockExclusive, write the WAL record,
-//     stamp the page with the record's end LSN, then MarkDirty. Release the
-//     latch before the pin. WithPage does all of this and cannot leak a pin.
+//     (LockShare). To change it, hold LockExclusive, change it, MarkDirty,
+//     then write the WAL record and stamp the page with the record's end
+//     LSN, all before unlocking. MarkDirty must come before the WAL insert
+//     (PostgreSQL's order): a checkpoint that fixes its redo point after
+//     the record and then scans the buffers must find the page dirty, or it
+//     would finish without writing a change that replay will not redo.
+//     Release the latch before the pin. WithPage pins, locks and releases
+//     and cannot leak a pin; its fn marks dirty through the return value,
+//     so it suits only changes without WAL.
 //  2. A pinned buffer is never evicted and its tag never changes. A Buffer
 //     handle is valid until Release; ReadBuffer returns no pin on error.
 //  3. A buffer changes its page only when its pin count is exactly the

@@ -213,6 +213,19 @@ func TestLockForRedo(t *testing.T) {
 	}
 	stamp(page, 5, 1)
 	done(true)
+	// A second record for that page finds what the first one rebuilt,
+	// not a page zeroed again, and the file now covers it.
+	page, done, err = bp.LockForRedo(8, 5, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkStamp(page, 5, 1); err != nil {
+		t.Fatalf("page rebuilt by redo was lost: %v", err)
+	}
+	done(false)
+	if n, _ := bp.Storage().NBlocks(8); n != 6 {
+		t.Fatalf("relation 8 has %d blocks after redo past its end, want 6", n)
+	}
 
 	// zero skips the read, even of a page that would fail its checksum.
 	if err := bp.Checkpoint(nil); err != nil {

@@ -225,7 +225,8 @@ func (bp *Pool) Extend(rel base.RelFileNode, strategy *Strategy) (Buffer, error)
 
 // WithPage pins block blk of rel, locks it (exclusively if exclusive), calls
 // fn, marks the page dirty if fn says so, unlocks and releases, whatever fn
-// returns. It is the way to touch a page that cannot leak a pin.
+// returns. It is the way to touch a page that cannot leak a pin. Since it
+// marks the page dirty after fn, fn must not WAL-log its change (rule 1).
 func (bp *Pool) WithPage(rel base.RelFileNode, blk base.BlockNum, exclusive bool, fn func(Page) (dirty bool, err error)) error {
 	b, err := bp.ReadBuffer(rel, blk, ReadNormal, nil)
 	if err != nil {

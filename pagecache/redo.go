@@ -17,12 +17,25 @@ func (bp *Pool) LockForRedo(rel base.RelFileNode, blk base.BlockNum, zero bool) 
 			return nil, nil, err
 		}
 	}
-	nblocks, err := bp.smgr.NBlocks(rel)
-	if err != nil {
-		return nil, nil, err
+	// Extend the file with zero pages up to blk, as PostgreSQL's
+	// XLogReadBufferExtended does: the relation's size then covers every
+	// page redo touches (so Extend never hands out a block the pool holds),
+	// and a page that redo rebuilt earlier in this recovery, and that
+	// still sits dirty in the pool, is found there and not zeroed again.
+	for {
+		nblocks, err := bp.smgr.NBlocks(rel)
+		if err != nil {
+			return nil, nil, err
+		}
+		if nblocks > blk {
+			break
+		}
+		if _, err := bp.smgr.Extend(rel); err != nil {
+			return nil, nil, err
+		}
 	}
 	var b Buffer
-	if zero || blk >= nblocks {
+	if zero {
 		b, err = bp.ReadBuffer(rel, blk, ReadZeroAndLock, nil)
 		if err != nil {
 			return nil, nil, err

@@ -81,12 +81,12 @@ func runPoolCrash(t *testing.T, seed int64) error {
 		// The data lives in tuple space (above upper): a full-page image
 		// leaves out the hole between lower and upper.
 		b.Page().SetUpper(pagecache.BlockSize - 2048)
+		b.MarkDirty()
 		_, end, err := l.Insert(NewRecord(RmgrXLOG, InfoPage, 0).Image(poolRel, b.BlockNum(), b.Page()))
 		if err != nil {
 			return err
 		}
 		b.Page().SetLSN(end)
-		b.MarkDirty()
 		b.UnlockExclusive()
 		b.Release()
 	}
@@ -119,10 +119,10 @@ func runPoolCrash(t *testing.T, seed int64) error {
 				for i := patOff; i < patOff+1000; i++ {
 					p[i] = byte(ver)
 				}
+				b.MarkDirty() // before the insert: pagecache rule 1
 				_, end, err := l.Insert(NewRecord(RmgrXLOG, InfoPage, 0).Page(poolRel, blk, before, p))
 				if err == nil {
 					p.SetLSN(end)
-					b.MarkDirty()
 					mu.Lock()
 					history[blk] = append(history[blk], change{end, ver})
 					mu.Unlock()
