@@ -1,6 +1,7 @@
 package xlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -72,7 +73,10 @@ func DecodeCheckpoint(b []byte) (CheckpointData, error) {
 		if dlen > int64(len(p)) {
 			return cp, base.CorruptionErrorf("xlog: checkpoint section %q claims %d bytes, %d left", name, dlen, len(p))
 		}
-		cp.Sections[name] = p[:dlen:dlen]
+		// A copy: b usually points into a reader's buffer, which the
+		// next record overwrites, and recovery hands the sections on
+		// after reading many more records.
+		cp.Sections[name] = bytes.Clone(p[:dlen])
 		p = p[dlen:]
 	}
 	if len(p) != 0 {

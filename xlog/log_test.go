@@ -312,3 +312,35 @@ func TestNoResurrection(t *testing.T) {
 		t.Fatalf("replayed %d records, want a and n only", len(c.recs))
 	}
 }
+
+// TestCheckpointSectionsOutliveTheReader: the sections recovery returns
+// must not alias the reader's buffer, which later records overwrite.
+func TestCheckpointSectionsOutliveTheReader(t *testing.T) {
+	fs := vfs.NewMemFS()
+	l, _, _ := openLog(t, fs, smallConfig(), newFakePages())
+	want := []byte("section bytes that must survive")
+	l.RegisterCheckpointHook("t", func(_ base.LSN, cp *CheckpointData) error {
+		if cp.Sections == nil {
+			cp.Sections = map[string][]byte{}
+		}
+		cp.Sections["t"] = want
+		return nil
+	})
+	if err := l.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 { // later, smaller records reuse the reader's buffer
+		insertPayload(t, l, base.XID(i+1), bytes.Repeat([]byte{0xEE}, 60)) // no longer than the checkpoint record
+	}
+	if err := l.Flush(l.InsertLSN()); err != nil {
+		t.Fatal(err)
+	}
+	crashed := fs.Clone()
+	l.Close()
+	crashed.Crash(vfs.CrashOptions{})
+	l2, _, res := openLog(t, crashed, smallConfig(), newFakePages())
+	defer l2.Close()
+	if got := res.Checkpoint.Sections["t"]; !bytes.Equal(got, want) {
+		t.Fatalf("checkpoint section after recovery = %q, want %q", got, want)
+	}
+}
