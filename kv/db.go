@@ -1,0 +1,436 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/heapkv/heapkv/btree"
+	"github.com/heapkv/heapkv/heap"
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/vfs"
+	"github.com/heapkv/heapkv/pagecache"
+	"github.com/heapkv/heapkv/txn"
+	"github.com/heapkv/heapkv/xlog"
+)
+
+// formatVersion is the data directory format this build reads and writes.
+const formatVersion = 1
+
+// Fixed relations: the catalog (the system keyspace naming the others) and
+// the default keyspace.
+const (
+	catalogHeapRel  base.RelFileNode = 1
+	catalogIndexRel base.RelFileNode = 2
+	defaultHeapRel  base.RelFileNode = 3
+	defaultIndexRel base.RelFileNode = 4
+	firstUserRel    base.RelFileNode = 16
+)
+
+// DB is an open data directory. It is safe for concurrent use; each Tx
+// belongs to one goroutine.
+type DB struct {
+	fs  vfs.FS
+	dir string
+	cfg *config
+
+	lock io.Closer
+	pool *pagecache.Pool
+	wal  *xlog.Log
+	txm  *txn.Manager
+
+	catalog *keyspace // the system keyspace
+	def     *keyspace // the default keyspace
+
+	ksMu      sync.Mutex
+	keyspaces map[base.RelFileNode]*keyspace // opened relations, by heap rel
+	nextRel   atomic.Uint32
+
+	closed  atomic.Bool
+	closeMu sync.RWMutex // Close waits for calls in progress
+
+	stats dbCounters
+}
+
+type dbCounters struct {
+	conflicts, deadlocks atomic.Uint64
+}
+
+// keyspace is one keyspace's pair of relations.
+type keyspace struct {
+	name   string
+	heap   *heap.Heap
+	tree   *btree.Tree
+	counts ksCounters
+}
+
+// Open opens the database in dir, creating it if dir holds none, and
+// recovers it if it was not shut down cleanly. opts may be nil: the
+// defaults, then DIR/heapkv.conf, then opts' non-zero fields apply.
+func Open(dir string, opts *Options) (*DB, error) {
+	return open(vfs.Default, dir, opts)
+}
+
+func open(fsys vfs.FS, dir string, opts *Options) (_ *DB, err error) {
+	dir = path.Clean(dir)
+	if err := fsys.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("kv: create %s: %w", dir, err)
+	}
+	confPath := path.Join(dir, "heapkv.conf")
+	conf, err := vfs.ReadFile(fsys, confPath)
+	if err != nil && !vfs.IsNotExist(err) {
+		return nil, fmt.Errorf("kv: read %s: %w", confPath, err)
+	}
+	cfg, err := resolveConfig(confPath, conf, opts)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{fs: fsys, dir: dir, cfg: cfg, lock: lock, keyspaces: make(map[base.RelFileNode]*keyspace)}
+	defer func() {
+		if err != nil {
+			db.abandon()
+		}
+	}()
+	fresh, err := db.checkFormat()
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		if err := db.resetDir(); err != nil {
+			return nil, err
+		}
+	}
+	if err := db.openEngine(); err != nil {
+		return nil, err
+	}
+	if fresh {
+		if err := db.finishCreate(); err != nil {
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// lockDir takes DIR/LOCK and writes our pid into it.
+func lockDir(fsys vfs.FS, dir string) (io.Closer, error) {
+	p := path.Join(dir, "LOCK")
+	l, err := fsys.Lock(p)
+	if err != nil {
+		if errors.Is(err, vfs.ErrLocked) {
+			pid := "unknown"
+			if b, rerr := vfs.ReadFile(fsys, p); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
+				pid = strings.TrimSpace(string(b))
+			}
+			return nil, fmt.Errorf("%w: %s is locked by process %s", ErrLocked, dir, pid)
+		}
+		return nil, fmt.Errorf("kv: lock %s: %w", p, err)
+	}
+	if f, err := fsys.Open(p); err == nil {
+		pid := strconv.Itoa(os.Getpid()) + "\n"
+		f.Truncate(0)
+		f.WriteAt([]byte(pid), 0)
+		f.Close()
+	}
+	return l, nil
+}
+
+// checkFormat reads DIR/format and reports whether the directory is new.
+// The format file is written last when a directory is created, so a
+// directory without one holds at most the leftovers of a creation that
+// crashed, which resetDir clears. data_checksums is fixed at creation.
+func (db *DB) checkFormat() (fresh bool, err error) {
+	p := path.Join(db.dir, "format")
+	b, err := vfs.ReadFile(db.fs, p)
+	if vfs.IsNotExist(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("kv: read %s: %w", p, err)
+	}
+	var version int
+	var checksums string
+	if _, err := fmt.Sscanf(string(b), "heapkv %d\ndata_checksums %s\n", &version, &checksums); err != nil {
+		return false, fmt.Errorf("%w: %s: unreadable format file: %v", ErrIncompatible, p, err)
+	}
+	if version != formatVersion {
+		return false, fmt.Errorf("%w: %s is format %d, this build reads format %d", ErrIncompatible, db.dir, version, formatVersion)
+	}
+	want := Enabled
+	if checksums == "off" {
+		want = Disabled
+	}
+	if db.cfg.source["data_checksums"] != "default" && db.cfg.DataChecksums != want {
+		return false, fmt.Errorf("%w: data_checksums is %s for %s and is fixed at creation", ErrBadSetting, want, db.dir)
+	}
+	db.cfg.DataChecksums = want
+	return false, nil
+}
+
+// resetDir removes what an interrupted creation may have left: the control
+// file and the WAL, CLOG and relation files. It touches nothing else.
+func (db *DB) resetDir() error {
+	for _, sub := range []string{"wal", "clog", "base"} {
+		d := path.Join(db.dir, sub)
+		names, err := db.fs.List(d)
+		if vfs.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if err := db.fs.Remove(path.Join(d, n)); err != nil {
+				return fmt.Errorf("kv: clear interrupted creation: %w", err)
+			}
+		}
+	}
+	if err := db.fs.Remove(path.Join(db.dir, "control")); err != nil && !vfs.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// finishCreate makes the new directory durable and marks it complete.
+func (db *DB) finishCreate() error {
+	if err := db.wal.Checkpoint(); err != nil {
+		return err
+	}
+	text := fmt.Sprintf("heapkv %d\ndata_checksums %s\n", formatVersion, db.cfg.DataChecksums)
+	return vfs.WriteFileAtomic(db.fs, path.Join(db.dir, "format"), []byte(text))
+}
+
+// openEngine wires the subsystems and runs recovery: buffer pool, WAL,
+// transaction manager, access methods' redo, replay, then the catalog.
+func (db *DB) openEngine() error {
+	c := db.cfg
+	logger := c.Logger
+	smgr, err := pagecache.OpenStorage(db.fs, db.dir)
+	if err != nil {
+		return err
+	}
+	maxPages := c.BgWriterLRUMaxPages
+	if maxPages == 0 {
+		maxPages = -1 // bgwriter_lru_maxpages = 0 turns writing off
+	}
+	db.pool, err = pagecache.NewPool(smgr, pagecache.Config{
+		SharedBuffers:         int(c.SharedBuffers),
+		FlushWAL:              func(lsn base.LSN) error { return db.wal.Flush(lsn) },
+		DisableChecksums:      c.DataChecksums == Disabled,
+		BgWriterDelay:         c.BgWriterDelay,
+		BgWriterLRUMaxPages:   maxPages,
+		BgWriterLRUMultiplier: c.BgWriterLRUMultiplier,
+		Logger:                logger,
+	})
+	if err != nil {
+		return err
+	}
+	comp := map[string]xlog.Compression{"off": xlog.CompressionNone, "": xlog.CompressionNone, "s2": xlog.CompressionS2, "zstd": xlog.CompressionZstd}[c.WALCompression]
+	sync := xlog.On
+	if c.SynchronousCommit == SyncOff {
+		sync = xlog.Off
+	}
+	fpw := xlog.On
+	if c.FullPageWrites == Disabled {
+		fpw = xlog.Off
+	}
+	db.wal, err = xlog.Open(db.fs, db.dir, xlog.Config{
+		WALBuffers:         int(c.walBuffers()),
+		SegmentSize:        c.walSegmentSize,
+		CommitDelay:        c.CommitDelay,
+		CommitSiblings:     c.CommitSiblings,
+		ActiveTransactions: func() int { return db.txm.Active() },
+		WALWriterDelay:     c.WALWriterDelay,
+		SynchronousCommit:  sync,
+		FullPageWrites:     fpw,
+		WALCompression:     comp,
+		CheckpointTimeout:  c.CheckpointTimeout,
+		MaxWALSize:         c.MaxWALSize,
+		Logger:             logger,
+	})
+	if err != nil {
+		return err
+	}
+	db.txm, err = txn.NewManager(db.fs, db.dir, db.wal, txn.Config{
+		CLOGBuffers:     int(max(c.TransactionBuffers/8192, 2)),
+		DeadlockTimeout: c.DeadlockTimeout,
+		Logger:          logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := heap.RegisterRedo(db.wal); err != nil {
+		return err
+	}
+	if err := btree.RegisterRedo(db.wal); err != nil {
+		return err
+	}
+	res, err := db.wal.Recover(db.pool)
+	if err != nil {
+		return err
+	}
+	if err := db.txm.Recovered(res); err != nil {
+		return err
+	}
+	if err := db.clearTemp(); err != nil {
+		return err
+	}
+	if db.catalog, err = db.openKeyspace("", catalogHeapRel, catalogIndexRel); err != nil {
+		return err
+	}
+	if db.def, err = db.openKeyspace("default", defaultHeapRel, defaultIndexRel); err != nil {
+		return err
+	}
+	if err := db.initRelCounter(); err != nil {
+		return err
+	}
+	if err := db.removeOrphans(); err != nil {
+		return err
+	}
+	db.pool.StartBgWriter()
+	return nil
+}
+
+// clearTemp empties DIR/tmp, where sorts and hashes spill.
+func (db *DB) clearTemp() error {
+	tmp := path.Join(db.dir, "tmp")
+	if err := db.fs.MkdirAll(tmp); err != nil {
+		return err
+	}
+	names, err := db.fs.List(tmp)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := db.fs.Remove(path.Join(tmp, n)); err != nil {
+			return fmt.Errorf("kv: empty %s: %w", tmp, err)
+		}
+	}
+	return nil
+}
+
+// openKeyspace opens (creating if needed) the heap and B+tree of a
+// keyspace, or returns the handle already open.
+func (db *DB) openKeyspace(name string, heapRel, indexRel base.RelFileNode) (*keyspace, error) {
+	db.ksMu.Lock()
+	defer db.ksMu.Unlock()
+	if ks, ok := db.keyspaces[heapRel]; ok {
+		return ks, nil
+	}
+	h, err := heap.Open(heap.Config{Pool: db.pool, WAL: db.wal, FS: db.fs, Dir: db.dir, Rel: heapRel, Status: db.txm, Logger: db.cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	var t *btree.Tree
+	if n, err := db.pool.Storage().NBlocks(indexRel); err == nil && n > 0 {
+		t, err = btree.Open(db.pool, db.wal, indexRel)
+		if err != nil {
+			return nil, err
+		}
+	} else if t, err = btree.Create(db.pool, db.wal, indexRel); err != nil {
+		return nil, err
+	}
+	ks := &keyspace{name: name, heap: h, tree: t}
+	db.keyspaces[heapRel] = ks
+	return ks, nil
+}
+
+// initRelCounter sets the next relfilenode past every relation file.
+func (db *DB) initRelCounter() error {
+	names, err := db.fs.List(path.Join(db.dir, "base"))
+	if err != nil {
+		return err
+	}
+	next := uint32(firstUserRel)
+	for _, n := range names {
+		if rel, ok := relOfFile(n); ok {
+			next = max(next, uint32(rel)+1)
+		}
+	}
+	db.nextRel.Store(next)
+	return nil
+}
+
+func relOfFile(name string) (base.RelFileNode, bool) {
+	num, _, _ := strings.Cut(name, "_")
+	n, err := strconv.ParseUint(num, 10, 32)
+	return base.RelFileNode(n), err == nil
+}
+
+// abandon releases what a failed Open had taken.
+func (db *DB) abandon() {
+	if db.wal != nil {
+		db.wal.Close()
+	}
+	if db.pool != nil {
+		db.pool.Close()
+	}
+	if db.lock != nil {
+		db.lock.Close()
+	}
+}
+
+// Close waits for calls in progress, writes a shutdown checkpoint and
+// releases the directory. A transaction still open gets ErrClosed from then
+// on; its writes are lost, as in a crash.
+func (db *DB) Close() error {
+	if !db.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	db.closeMu.Lock()
+	defer db.closeMu.Unlock()
+	db.ksMu.Lock()
+	for _, ks := range db.keyspaces {
+		ks.heap.SaveFSM()
+	}
+	db.ksMu.Unlock()
+	err := db.wal.Close() // writes the shutdown checkpoint through the pool
+	if perr := db.pool.Close(); err == nil {
+		err = perr
+	}
+	if lerr := db.lock.Close(); err == nil {
+		err = lerr
+	}
+	return err
+}
+
+// enter marks the start of a call that uses the engine; it fails once
+// Close has begun. leave must follow.
+func (db *DB) enter() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	db.closeMu.RLock()
+	if db.closed.Load() {
+		db.closeMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (db *DB) leave() { db.closeMu.RUnlock() }
+
+// Checkpoint forces a checkpoint now.
+func (db *DB) Checkpoint() error {
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.leave()
+	return db.wal.Checkpoint()
+}
+
+// Settings lists every setting with its value and where it came from,
+// like PostgreSQL's SHOW ALL.
+func (db *DB) Settings() []Setting { return db.cfg.settings() }
+
+// Dir returns the data directory.
+func (db *DB) Dir() string { return db.dir }

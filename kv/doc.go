@@ -1,0 +1,62 @@
+// Package kv is heapkv's public API: an embeddable, transactional key-value
+// store built on PostgreSQL's memory architecture.
+//
+//	db, err := kv.Open(dir, nil) // defaults, then DIR/heapkv.conf
+//	defer db.Close()
+//	err = db.Update(ctx, func(tx *kv.Tx) error { return tx.Put(k, v) })
+//
+// # How the pieces fit
+//
+// Open wires the subsystems, bottom up: the shared buffer pool
+// (pagecache) over the relation files, the write-ahead log (xlog) whose
+// Flush the pool calls before writing a dirty page, the transaction manager
+// (txn) with its commit log, and the two access methods, heap and btree,
+// which register their WAL redo. Then WAL recovery replays from the last
+// checkpoint, the transaction manager aborts what never finished and
+// restores prepared transactions, and the catalog is opened.
+//
+// A keyspace is a heap relation (every version of every row, newest to
+// oldest along prev links) plus a B+tree relation with one entry per key
+// pointing at the newest version. The catalog, itself a keyspace with fixed
+// relations 1 and 2, maps keyspace names to their relations, so creating
+// and dropping keyspaces is transactional; the default keyspace is 3 and 4.
+//
+// # Reads and writes
+//
+// A read looks the key up in the B+tree and walks the version chain with
+// the transaction's snapshot (txn.Judge). Repeatable Read takes one snapshot
+// for the transaction, Read Committed one per operation (a scan keeps the
+// one it started with). A write finds the newest version that did not
+// abort, and asks txn.CheckWrite about it:
+//
+//  1. another running transaction holds it: wait for that xid (the lock
+//     manager detects deadlocks) and look again;
+//  2. a transaction the snapshot does not see changed it and committed:
+//     under Repeatable Read, ErrSerialization (first updater wins); under
+//     Read Committed, take a new snapshot and look again;
+//  3. otherwise claim it: set the version's xmax to our xid with a
+//     compare-and-set under its page lock (heap.SetXmax), insert the new
+//     version pointing back at it, and repoint the B+tree entry with a
+//     compare-and-set. Losing either race means looking again.
+//
+// Writers of one key therefore serialise on the version's xmax and the
+// index entry; readers never wait for writers and writers never wait for
+// readers. A transaction that meets ErrSerialization or ErrDeadlock is
+// rolled back on the spot; Update retries it.
+//
+// # Files
+//
+// DIR/format is written last when a directory is created (a directory
+// without it is an interrupted creation and is cleared); DIR/LOCK holds the
+// pid of the process that has the directory (flock); relation files whose
+// keyspace was dropped, or created by a transaction that never committed,
+// are removed at Open.
+//
+// # Concurrency
+//
+// A DB is safe for concurrent use; a Tx and its Iterators belong to one
+// goroutine. Close waits for calls in progress (every call holds
+// DB.closeMu in share mode while it runs) and then refuses new ones with
+// ErrClosed. Lock order below this package: see pagecache, xlog, txn,
+// heap and btree.
+package kv

@@ -1,0 +1,54 @@
+package kv
+
+import (
+	"errors"
+
+	"github.com/heapkv/heapkv/internal/base"
+)
+
+// Sentinel errors. Check them with errors.Is; the error returned carries
+// context (which key, which file, which setting) around the sentinel.
+var (
+	// ErrNotFound: the key has no value visible to the transaction.
+	ErrNotFound = errors.New("kv: not found")
+	// ErrEmptyKey: keys are 1 byte to 1 KiB.
+	ErrEmptyKey = errors.New("kv: empty key")
+	// ErrKeyTooLarge: a key over MaxKeySize bytes.
+	ErrKeyTooLarge = errors.New("kv: key too large")
+	// ErrValueTooLarge: a value over MaxValueSize bytes.
+	ErrValueTooLarge = errors.New("kv: value too large")
+	// ErrTxDone: the transaction has committed or rolled back.
+	ErrTxDone = errors.New("kv: transaction has already committed or rolled back")
+	// ErrClosed: the database has been closed.
+	ErrClosed = errors.New("kv: database is closed")
+	// ErrLocked: another process (or another Open in this one) has the
+	// data directory.
+	ErrLocked = errors.New("kv: data directory is in use")
+	// ErrSerialization: a concurrent transaction changed what this one
+	// read or wrote; retry the transaction (Update does).
+	ErrSerialization = errors.New("kv: could not serialize access due to concurrent update")
+	// ErrDeadlock: this transaction was chosen to break a deadlock; retry.
+	ErrDeadlock = errors.New("kv: deadlock detected")
+	// ErrNotSupported: a feature not built yet; never a silent downgrade.
+	ErrNotSupported = errors.New("kv: not supported")
+	// ErrBadSetting: an option or heapkv.conf line is invalid.
+	ErrBadSetting = errors.New("kv: invalid setting")
+	// ErrIncompatible: the data directory was made by another format
+	// version.
+	ErrIncompatible = errors.New("kv: incompatible data directory")
+	// ErrCorrupt: data read from disk failed a check (checksum, CRC,
+	// structure); the error names the file and position.
+	ErrCorrupt = base.ErrCorrupt
+	// ErrNoKeyspace: the named keyspace does not exist.
+	ErrNoKeyspace = errors.New("kv: keyspace does not exist")
+	// ErrKeyspaceExists: CreateKeyspace of a name in use.
+	ErrKeyspaceExists = errors.New("kv: keyspace already exists")
+	// ErrReadOnly: a write in a read-only transaction (View).
+	ErrReadOnly = errors.New("kv: write in a read-only transaction")
+)
+
+// Limits on keys and values.
+const (
+	MaxKeySize   = 1024
+	MaxValueSize = 64 << 20
+)

@@ -1,0 +1,140 @@
+package kv
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestResolveConfigDefaults(t *testing.T) {
+	c, err := resolveConfig("heapkv.conf", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"shared_buffers": "128MB", "wal_buffers": "-1", "work_mem": "4MB", "maintenance_work_mem": "64MB",
+		"temp_buffers": "8MB", "synchronous_commit": "on", "commit_delay": "0", "commit_siblings": "5",
+		"checkpoint_timeout": "5min", "max_wal_size": "1GB", "full_page_writes": "on", "data_checksums": "on",
+		"deadlock_timeout": "1s", "autovacuum": "on", "wal_compression": "off", "bgwriter_delay": "200ms",
+	}
+	for _, s := range c.settings() {
+		if w, ok := want[s.Name]; ok && s.Value != w {
+			t.Errorf("%s = %s, want %s", s.Name, s.Value, w)
+		}
+		if s.Source != "default" {
+			t.Errorf("%s source %s", s.Name, s.Source)
+		}
+	}
+	if c.SharedBuffers != 128<<20 || c.CheckpointTimeout != 5*time.Minute || c.DeadlockTimeout != time.Second {
+		t.Fatalf("defaults: %+v", c.Options)
+	}
+	if got := c.walBuffers(); got != 4<<20 {
+		t.Fatalf("wal_buffers -1 at 128MB = %d, want 4MB", got)
+	}
+}
+
+func TestResolveConfigFileAndOptions(t *testing.T) {
+	conf := `# heapkv.conf
+shared_buffers = 256MB          # a comment
+work_mem = 65536                # bare number: kB
+wal_buffers = 2048              # bare number: 8kB pages = 16MB
+checkpoint_timeout = 30         # bare number: seconds
+commit_delay = 10               # microseconds
+deadlock_timeout = '250ms'
+synchronous_commit = off
+wal_compression = zstd
+bgwriter_lru_multiplier 3.5
+`
+	c, err := resolveConfig("heapkv.conf", []byte(conf), &Options{SharedBuffers: 512 << 20, FullPageWrites: Disabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name       string
+		got, want  any
+		wantSource string
+	}{
+		{"shared_buffers", c.SharedBuffers, int64(512 << 20), "options"},
+		{"work_mem", c.WorkMem, int64(64 << 20), "file"},
+		{"wal_buffers", c.WALBuffers, int64(16 << 20), "file"},
+		{"checkpoint_timeout", c.CheckpointTimeout, 30 * time.Second, "file"},
+		{"commit_delay", c.CommitDelay, 10 * time.Microsecond, "file"},
+		{"deadlock_timeout", c.DeadlockTimeout, 250 * time.Millisecond, "file"},
+		{"synchronous_commit", c.SynchronousCommit, SyncOff, "file"},
+		{"wal_compression", c.WALCompression, "zstd", "file"},
+		{"bgwriter_lru_multiplier", c.BgWriterLRUMultiplier, 3.5, "file"},
+		{"full_page_writes", c.FullPageWrites, Disabled, "options"},
+		{"max_wal_size", c.MaxWALSize, int64(1 << 30), "default"},
+	}
+	for _, ck := range checks {
+		if ck.got != ck.want || c.source[ck.name] != ck.wantSource {
+			t.Errorf("%s = %v (%s), want %v (%s)", ck.name, ck.got, c.source[ck.name], ck.want, ck.wantSource)
+		}
+	}
+}
+
+func TestResolveConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, conf string
+		opts       *Options
+		wantInErr  string
+	}{
+		{"unknown name", "shared_bufers = 1MB", nil, `line 1: unrecognized parameter "shared_bufers"`},
+		{"bad unit", "\n\nwork_mem = 4 parsecs", nil, "line 3: invalid unit"},
+		{"time unit on memory", "work_mem = 4s", nil, "invalid unit"},
+		{"below minimum", "shared_buffers = 8kB", nil, "outside"},
+		{"not a number", "commit_siblings = many", nil, "invalid value"},
+		{"fraction for integer", "commit_siblings = 1.5", nil, "whole number"},
+		{"bad bool", "autovacuum = perhaps", nil, "on or off"},
+		{"bad enum", "wal_compression = lz77", nil, "one of off, s2, zstd"},
+		{"no equals", "shared_buffers", nil, "expected name = value"},
+		{"option out of range", "", &Options{SharedBuffers: 100}, "Options"},
+		{"option bad enum", "", &Options{WALCompression: "gzip"}, "Options"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := resolveConfig("heapkv.conf", []byte(tt.conf), tt.opts)
+			if !errors.Is(err, ErrBadSetting) || !strings.Contains(err.Error(), tt.wantInErr) {
+				t.Fatalf("error %v, want ErrBadSetting containing %q", err, tt.wantInErr)
+			}
+		})
+	}
+}
+
+func TestFormat(t *testing.T) {
+	for _, c := range []struct {
+		got, want string
+	}{
+		{formatBytes(128 << 20), "128MB"}, {formatBytes(1536), "1536B"}, {formatBytes(3 << 10), "3kB"},
+		{formatBytes(1 << 30), "1GB"}, {formatDuration(5 * time.Minute), "5min"}, {formatDuration(90 * time.Second), "90s"},
+		{formatDuration(1500 * time.Microsecond), "1500us"}, {formatDuration(0), "0"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+}
+
+func TestOptionsSetWinsOverFile(t *testing.T) {
+	var o Options
+	if err := o.Set("synchronous_commit", "on"); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Set("Shared_Buffers", "64MB"); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Set("no_such", "1"); !errors.Is(err, ErrBadSetting) {
+		t.Fatalf("unknown name: %v", err)
+	}
+	if err := o.Set("work_mem", "lots"); !errors.Is(err, ErrBadSetting) {
+		t.Fatalf("bad value: %v", err)
+	}
+	c, err := resolveConfig("heapkv.conf", []byte("synchronous_commit = off\nshared_buffers = 1GB\n"), &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SynchronousCommit != SyncOn || c.source["synchronous_commit"] != "options" || c.SharedBuffers != 64<<20 {
+		t.Fatalf("Set lost to the file: sync %v (%s), shared_buffers %d", c.SynchronousCommit, c.source["synchronous_commit"], c.SharedBuffers)
+	}
+}

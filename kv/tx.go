@@ -1,0 +1,560 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/heapkv/heapkv/heap"
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/txn"
+)
+
+// Isolation is a transaction isolation level.
+type Isolation int8
+
+const (
+	// RepeatableRead (the zero value) is snapshot isolation: one snapshot
+	// for the whole transaction; a write to a row another transaction
+	// changed and committed after the snapshot fails with ErrSerialization
+	// (first updater wins).
+	RepeatableRead Isolation = iota
+	// ReadCommitted takes a new snapshot for every operation; a write to
+	// a row changed by a transaction that committed meanwhile goes ahead on
+	// the newest version.
+	ReadCommitted
+	// Serializable adds SSI to RepeatableRead. Not built yet:
+	// Begin returns ErrNotSupported.
+	Serializable
+)
+
+func (i Isolation) String() string {
+	return [...]string{"repeatable read", "read committed", "serializable"}[i]
+}
+
+// TxOptions configures a transaction.
+type TxOptions struct {
+	Isolation Isolation
+	// ReadOnly transactions fail writes with ErrReadOnly.
+	ReadOnly bool
+}
+
+// Tx is a transaction. It is not safe for concurrent use. Slices returned
+// by Get are the caller's. After Commit or Rollback every call returns
+// ErrTxDone. A transaction that gets ErrSerialization or ErrDeadlock from
+// any call has been rolled back: retry it from the start (Update does).
+type Tx struct {
+	db       *DB
+	ctx      context.Context
+	t        *txn.Tx
+	opts     TxOptions
+	snap     txn.Snapshot
+	haveSnap bool
+	done     bool
+	dropped  []*keyspace // keyspaces dropped by this transaction
+	counts   map[*keyspace]*txCounts
+}
+
+// txCounts are a transaction's changes to one keyspace, applied to its
+// estimated live and dead version counts when the transaction ends.
+type txCounts struct {
+	inserted, updated, deleted, versions int64
+}
+
+func (tx *Tx) countsFor(ks *keyspace) *txCounts {
+	if tx.counts == nil {
+		tx.counts = make(map[*keyspace]*txCounts, 1)
+	}
+	c := tx.counts[ks]
+	if c == nil {
+		c = &txCounts{}
+		tx.counts[ks] = c
+	}
+	return c
+}
+
+// settleCounts applies tx's counts as committed or rolled back.
+func (tx *Tx) settleCounts(committed bool) {
+	for ks, c := range tx.counts {
+		if committed {
+			ks.counts.live.Add(c.inserted - c.deleted)
+			ks.counts.dead.Add(c.updated + c.deleted)
+		} else {
+			ks.counts.dead.Add(c.versions)
+		}
+	}
+	tx.counts = nil
+}
+
+// Begin starts a transaction. ctx bounds its lock waits.
+func (db *DB) Begin(ctx context.Context, opts TxOptions) (*Tx, error) {
+	if opts.Isolation == Serializable {
+		return nil, fmt.Errorf("%w: serializable isolation", ErrNotSupported)
+	}
+	if opts.Isolation < RepeatableRead || opts.Isolation > Serializable {
+		return nil, fmt.Errorf("%w: isolation level %d", ErrBadSetting, opts.Isolation)
+	}
+	if err := db.enter(); err != nil {
+		return nil, err
+	}
+	defer db.leave()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return &Tx{db: db, ctx: ctx, t: db.txm.Begin(), opts: opts}, nil
+}
+
+// begin starts a call on tx: it checks tx and the database are usable and
+// holds off Close until end.
+func (tx *Tx) begin(write bool) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	if write && tx.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	return tx.db.enter()
+}
+
+func (tx *Tx) end() { tx.db.leave() }
+
+// snapshot returns the snapshot for the next operation: the transaction's
+// own under Repeatable Read, a fresh one under Read Committed.
+func (tx *Tx) snapshot() *txn.Snapshot {
+	if !tx.haveSnap || tx.opts.Isolation == ReadCommitted {
+		tx.t.Snapshot(&tx.snap)
+		tx.haveSnap = true
+	} else {
+		tx.t.SetOwn(&tx.snap)
+	}
+	return &tx.snap
+}
+
+// fail rolls tx back if err means it cannot go on (a serialization
+// failure, a deadlock), and returns err translated to kv's sentinels.
+func (tx *Tx) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, txn.ErrDeadlock):
+		tx.db.stats.deadlocks.Add(1)
+		tx.abort()
+		return fmt.Errorf("%w: %v", ErrDeadlock, err)
+	case errors.Is(err, ErrSerialization):
+		tx.db.stats.conflicts.Add(1)
+		tx.abort()
+		return err
+	case errors.Is(err, heap.ErrValueTooLarge):
+		return fmt.Errorf("%w: %v", ErrValueTooLarge, err)
+	}
+	return err
+}
+
+func (tx *Tx) abort() {
+	if !tx.done {
+		tx.done = true
+		tx.t.Rollback()
+		tx.settleCounts(false)
+	}
+}
+
+func checkKey(key []byte) error {
+	if len(key) == 0 {
+		return ErrEmptyKey
+	}
+	if len(key) > MaxKeySize {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrKeyTooLarge, len(key), MaxKeySize)
+	}
+	return nil
+}
+
+// Get returns the value of key, or ErrNotFound.
+func (tx *Tx) Get(key []byte) ([]byte, error) { return tx.getIn(tx.db.def, key) }
+
+func (tx *Tx) getIn(ks *keyspace, key []byte) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if err := tx.begin(false); err != nil {
+		return nil, err
+	}
+	defer tx.end()
+	v, err := tx.get(ks, key)
+	return v, tx.fail(err)
+}
+
+func (tx *Tx) get(ks *keyspace, key []byte) ([]byte, error) {
+	tid, found, err := ks.tree.Lookup(key)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrNotFound
+	}
+	v, _, ok, err := ks.heap.Get(tid, key, tx.snapshot(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// Put sets key to value. A nil value and an empty one are the same.
+func (tx *Tx) Put(key, value []byte) error { return tx.putIn(tx.db.def, key, value) }
+
+func (tx *Tx) putIn(ks *keyspace, key, value []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(value), MaxValueSize)
+	}
+	if err := tx.begin(true); err != nil {
+		return err
+	}
+	defer tx.end()
+	return tx.fail(tx.put(ks, key, value, false))
+}
+
+// Delete removes key. Deleting an absent key is not an error.
+func (tx *Tx) Delete(key []byte) error { return tx.deleteIn(tx.db.def, key) }
+
+func (tx *Tx) deleteIn(ks *keyspace, key []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := tx.begin(true); err != nil {
+		return err
+	}
+	defer tx.end()
+	_, err := tx.del(ks, key)
+	return tx.fail(err)
+}
+
+// GetForUpdate returns the value of key and locks the row until tx ends,
+// like SELECT ... FOR UPDATE: another writer of the key waits for tx.
+func (tx *Tx) GetForUpdate(key []byte) ([]byte, error) { return tx.getForUpdateIn(tx.db.def, key) }
+
+func (tx *Tx) getForUpdateIn(ks *keyspace, key []byte) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if err := tx.begin(true); err != nil {
+		return nil, err
+	}
+	defer tx.end()
+	v, err := tx.lockRow(ks, key)
+	return v, tx.fail(err)
+}
+
+// writeTarget is the row a writer found: the index entry's TID, the
+// newest version that did not abort, and the writer's verdict on it.
+type writeTarget struct {
+	indexTID base.TID // what the B+tree points at
+	version  txn.Version
+	tid      base.TID // the newest non-aborted version; InvalidTID if none
+	live     bool     // the snapshot sees it, not deleted
+}
+
+// acquire finds key's newest version and waits until no other running
+// transaction holds it. Under Repeatable Read a change committed after the
+// snapshot is ErrSerialization; under Read Committed the next attempt
+// takes a new snapshot and goes ahead.
+func (tx *Tx) acquire(ks *keyspace, key []byte) (found bool, w writeTarget, err error) {
+	for {
+		if err := tx.ctx.Err(); err != nil {
+			return false, w, err
+		}
+		snap := tx.snapshot()
+		indexTID, found, err := ks.tree.Lookup(key)
+		if err != nil || !found {
+			return false, w, err
+		}
+		v, tid, ok, err := ks.heap.Newest(indexTID, key)
+		if err != nil {
+			return false, w, err
+		}
+		w = writeTarget{indexTID: indexTID, tid: base.InvalidTID}
+		if !ok {
+			return true, w, nil // every version aborted: the key is free
+		}
+		check, waitFor, _, err := txn.CheckWrite(v, snap, tx.db.txm)
+		if err != nil {
+			return false, w, err
+		}
+		switch check {
+		case txn.WriteWait:
+			if err := tx.t.Wait(tx.ctx, waitFor); err != nil {
+				return false, w, err
+			}
+			continue
+		case txn.WriteConflict:
+			if tx.opts.Isolation == ReadCommitted {
+				continue // the next snapshot sees the commit
+			}
+			return false, w, fmt.Errorf("%w: key %q", ErrSerialization, truncKey(key))
+		}
+		inserted, deleted, _, err := txn.Judge(v, snap, tx.db.txm)
+		if err != nil {
+			return false, w, err
+		}
+		w.version, w.tid, w.live = v, tid, inserted && !deleted
+		return true, w, nil
+	}
+}
+
+// put writes a new version of key.
+func (tx *Tx) put(ks *keyspace, key, value []byte, _ bool) error {
+	xid, err := tx.t.WriteXID()
+	if err != nil {
+		return err
+	}
+	for {
+		found, w, err := tx.acquire(ks, key)
+		if err != nil {
+			return err
+		}
+		if !found {
+			tid, err := ks.heap.Insert(xid, key, value, base.InvalidTID)
+			if err != nil {
+				return err
+			}
+			c := tx.countsFor(ks)
+			c.versions++
+			if _, inserted, err := ks.tree.Insert(key, tid); err != nil || inserted {
+				if inserted {
+					c.inserted++
+				}
+				return err
+			}
+			// A concurrent writer indexed the key first: our version is
+			// garbage; mark it deleted by us and look again.
+			if err := ks.heap.SetXmax(tid, key, base.InvalidXID, xid, false); err != nil {
+				return err
+			}
+			continue
+		}
+		if w.live {
+			// Claim the row: mark the current version replaced by us.
+			err := ks.heap.SetXmax(w.tid, key, w.version.XMax, xid, false)
+			if errors.Is(err, heap.ErrXmaxChanged) {
+				continue // another writer got there first
+			}
+			if err != nil {
+				return err
+			}
+		}
+		prev := w.tid
+		tid, err := ks.heap.Insert(xid, key, value, prev)
+		if err != nil {
+			return err
+		}
+		c := tx.countsFor(ks)
+		c.versions++
+		ok, err := ks.tree.Repoint(key, w.indexTID, tid)
+		if err != nil || ok {
+			if ok && w.live {
+				c.updated++
+			} else if ok {
+				c.inserted++
+			}
+			return err
+		}
+		if err := ks.heap.SetXmax(tid, key, base.InvalidXID, xid, false); err != nil {
+			return err
+		}
+	}
+}
+
+// del marks key's current version deleted, reporting whether there was
+// one.
+func (tx *Tx) del(ks *keyspace, key []byte) (bool, error) {
+	xid, err := tx.t.WriteXID()
+	if err != nil {
+		return false, err
+	}
+	for {
+		found, w, err := tx.acquire(ks, key)
+		if err != nil || !found || !w.live {
+			return false, err
+		}
+		err = ks.heap.SetXmax(w.tid, key, w.version.XMax, xid, false)
+		if errors.Is(err, heap.ErrXmaxChanged) {
+			continue
+		}
+		if err == nil {
+			tx.countsFor(ks).deleted++
+		}
+		return err == nil, err
+	}
+}
+
+// lockRow locks key's current version and returns its value.
+func (tx *Tx) lockRow(ks *keyspace, key []byte) ([]byte, error) {
+	xid, err := tx.t.WriteXID()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		found, w, err := tx.acquire(ks, key)
+		if err != nil {
+			return nil, err
+		}
+		if !found || !w.live {
+			return nil, ErrNotFound
+		}
+		if w.version.XMax != xid {
+			err = ks.heap.SetXmax(w.tid, key, w.version.XMax, xid, true)
+			if errors.Is(err, heap.ErrXmaxChanged) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		t, err := ks.heap.Fetch(w.tid)
+		if err != nil {
+			return nil, err
+		}
+		if t.Value == nil {
+			t.Value = []byte{}
+		}
+		return t.Value, nil
+	}
+}
+
+func truncKey(k []byte) []byte {
+	if len(k) > 64 {
+		return k[:64]
+	}
+	return k
+}
+
+// Commit makes tx's writes durable (with SynchronousCommit on) and visible.
+// After it returns, with or without error, tx is over; a failed Commit has
+// rolled back.
+func (tx *Tx) Commit() error {
+	if tx.done {
+		return ErrTxDone
+	}
+	if err := tx.db.enter(); err != nil {
+		return err
+	}
+	defer tx.db.leave()
+	tx.done = true
+	if err := tx.t.Commit(); err != nil {
+		tx.settleCounts(false)
+		return err
+	}
+	tx.settleCounts(true)
+	for _, ks := range tx.dropped {
+		tx.db.dropFiles(ks)
+	}
+	return nil
+}
+
+// Rollback discards tx's writes. Rollback of an ended transaction returns
+// ErrTxDone.
+func (tx *Tx) Rollback() error {
+	if tx.done {
+		return ErrTxDone
+	}
+	tx.done = true
+	tx.settleCounts(false)
+	return tx.t.Rollback()
+}
+
+// Update runs fn in a new transaction at the default isolation and commits
+// it. If fn returns an error the transaction is rolled back and the error
+// returned unchanged. Serialization failures and deadlocks are retried,
+// with backoff, up to 10 attempts.
+func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	return db.retry(ctx, TxOptions{}, fn)
+}
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(ctx context.Context, fn func(tx *Tx) error) error {
+	return db.retry(ctx, TxOptions{ReadOnly: true}, fn)
+}
+
+const maxAttempts = 10
+
+func (db *DB) retry(ctx context.Context, opts TxOptions, fn func(tx *Tx) error) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	backoff := time.Millisecond
+	for attempt := 1; ; attempt++ {
+		tx, err := db.Begin(ctx, opts)
+		if err != nil {
+			return err
+		}
+		err = runFn(tx, fn)
+		if err == nil {
+			err = tx.Commit()
+		} else if !tx.done {
+			tx.Rollback()
+		}
+		retryable := errors.Is(err, ErrSerialization) || errors.Is(err, ErrDeadlock)
+		if !retryable || attempt == maxAttempts {
+			return err
+		}
+		d := backoff/2 + rand.N(backoff)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+}
+
+// runFn calls fn, rolling back and re-panicking if it panics.
+func runFn(tx *Tx, fn func(*Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if !tx.done {
+				tx.Rollback()
+			}
+			panic(p)
+		}
+	}()
+	return fn(tx)
+}
+
+// Get reads key in its own transaction.
+func (db *DB) Get(key []byte) (v []byte, err error) {
+	err = db.View(context.Background(), func(tx *Tx) error {
+		v, err = tx.Get(key)
+		return err
+	})
+	return v, err
+}
+
+// Put writes key in its own transaction.
+func (db *DB) Put(key, value []byte) error {
+	return db.Update(context.Background(), func(tx *Tx) error { return tx.Put(key, value) })
+}
+
+// Delete deletes key in its own transaction.
+func (db *DB) Delete(key []byte) error {
+	return db.Update(context.Background(), func(tx *Tx) error { return tx.Delete(key) })
+}
+
+// CreateKeyspace creates a keyspace in its own transaction.
+func (db *DB) CreateKeyspace(name string) error {
+	return db.Update(context.Background(), func(tx *Tx) error { return tx.CreateKeyspace(name) })
+}
+
+// DropKeyspace drops a keyspace in its own transaction.
+func (db *DB) DropKeyspace(name string) error {
+	return db.Update(context.Background(), func(tx *Tx) error { return tx.DropKeyspace(name) })
+}
