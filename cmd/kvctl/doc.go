@@ -2,16 +2,15 @@
 // only package kv's public API, so everything it does a program embedding
 // heapkv can do too.
 //
-//	kvctl [-d DIR] [--shared-buffers SIZE] [--synchronous-commit on|off] COMMAND [flags] [args]
+//	kvctl [-d DIR] [--shared-buffers SIZE] [--synchronous-commit on|off] [-c name=value]... COMMAND [flags] [args]
 //
 // The data directory is -d or --dir, else $HEAPKV_DIR, else ./heapkv-data.
-// Global flags may also follow the command (kvctl get k -d DIR). SIZE has
-// heapkv.conf's syntax: a number and a unit among B, kB, MB, GB and TB
-// (case-sensitive, as in PostgreSQL); a bare number counts 8kB pages, as
-// shared_buffers does. A flag's setting wins over DIR/heapkv.conf, which
-// wins over the defaults. Because kv.Options reads a zero field as "not
-// set", a flag can turn synchronous_commit off but not back on over a
-// heapkv.conf that turned it off.
+// Global flags may also follow the command (kvctl get k -d DIR). SIZE and
+// every -c value have heapkv.conf's syntax (a bare shared_buffers number
+// counts 8kB pages, as in PostgreSQL). A flag's setting wins over
+// DIR/heapkv.conf, which wins over the defaults, even when the flag sets a
+// setting back to its default (synchronous_commit on over a file that
+// turned it off).
 //
 // Commands that only read (get, scan, stats, show, check, keyspace list)
 // refuse a data directory that does not exist instead of creating one;

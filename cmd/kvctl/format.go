@@ -123,36 +123,6 @@ func fromJSONField(name string, text, b64 *string) ([]byte, error) {
 	return nil, fmt.Errorf("no %s or %s_base64", name, name)
 }
 
-// sizeUnits are heapkv.conf's memory units.
-var sizeUnits = map[string]int64{"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
-
-// parseSize reads a size in heapkv.conf's syntax ("64MB", "512kB"); a bare
-// number counts units of bareUnit bytes.
-func parseSize(s string, bareUnit int64) (int64, error) {
-	s = strings.TrimSpace(s)
-	i := strings.IndexFunc(s, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
-	if i < 0 {
-		i = len(s)
-	}
-	num, unit := s[:i], strings.TrimSpace(s[i:])
-	n, err := strconv.ParseFloat(num, 64)
-	if err != nil || num == "" {
-		return 0, fmt.Errorf("invalid size %q", s)
-	}
-	mult := bareUnit
-	if unit != "" {
-		var ok bool
-		if mult, ok = sizeUnits[unit]; !ok {
-			return 0, fmt.Errorf("invalid unit %q in %q (use B, kB, MB, GB, TB)", unit, s)
-		}
-	}
-	total := n * float64(mult)
-	if total < 1 || total > 1<<50 {
-		return 0, fmt.Errorf("size %q out of range", s)
-	}
-	return int64(math.Round(total)), nil
-}
-
 // humanBytes formats n bytes for people: 0B, 900B, 12.3kB, 128MB.
 func humanBytes(n int64) string {
 	units := []string{"B", "kB", "MB", "GB", "TB", "PB"}

@@ -63,35 +63,56 @@ type globals struct {
 	dir           string
 	sharedBuffers string
 	syncCommit    string
+	settings      settingFlags // -c name=value, repeatable
 }
 
+// settingFlags collects -c name=value flags.
+type settingFlags []string
+
+func (s *settingFlags) String() string     { return strings.Join(*s, ",") }
+func (s *settingFlags) Set(v string) error { *s = append(*s, v); return nil }
+
 // globalFlags are the names register defines.
-var globalFlags = []string{"d", "dir", "shared-buffers", "synchronous-commit"}
+var globalFlags = []string{"d", "dir", "shared-buffers", "synchronous-commit", "c"}
 
 // register defines the global flags on fs, keeping their current values.
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.dir, "d", g.dir, "data `DIR`ectory (also --dir; default $HEAPKV_DIR or ./heapkv-data)")
 	fs.StringVar(&g.dir, "dir", g.dir, "data `DIR`ectory")
 	fs.StringVar(&g.sharedBuffers, "shared-buffers", g.sharedBuffers, "shared_buffers for this run, e.g. 64MB")
-	fs.StringVar(&g.syncCommit, "synchronous-commit", g.syncCommit, "synchronous_commit for this run: off (on is the default)")
+	fs.StringVar(&g.syncCommit, "synchronous-commit", g.syncCommit, "synchronous_commit for this run: on or off")
+	fs.Var(&g.settings, "c", "set any setting for this run, in heapkv.conf syntax: -c `name=value` (repeatable)")
 }
 
-// options builds kv.Options from the global flags.
+// options builds kv.Options from the global flags. Settings go through
+// kv.Options.Set, which parses heapkv.conf's syntax and wins over the file
+// even when the value is the default.
 func (g *globals) options() (*kv.Options, error) {
 	o := &kv.Options{}
-	if g.sharedBuffers != "" {
-		n, err := parseSize(g.sharedBuffers, 8<<10)
-		if err != nil {
-			return nil, usageErrorf("--shared-buffers: %v", err)
+	set := func(flag, name, value string) error {
+		if err := o.Set(name, value); err != nil {
+			return usageErrorf("%s: %v", flag, err)
 		}
-		o.SharedBuffers = n
+		return nil
 	}
-	switch strings.ToLower(g.syncCommit) {
-	case "", "on", "true", "yes", "1":
-	case "off", "false", "no", "0":
-		o.SynchronousCommit = kv.SyncOff
-	default:
-		return nil, usageErrorf("--synchronous-commit takes on or off, got %q", g.syncCommit)
+	if g.sharedBuffers != "" {
+		if err := set("--shared-buffers", "shared_buffers", g.sharedBuffers); err != nil {
+			return nil, err
+		}
+	}
+	if g.syncCommit != "" {
+		if err := set("--synchronous-commit", "synchronous_commit", g.syncCommit); err != nil {
+			return nil, err
+		}
+	}
+	for _, kvp := range g.settings {
+		name, value, ok := strings.Cut(kvp, "=")
+		if !ok {
+			return nil, usageErrorf("-c takes name=value, got %q", kvp)
+		}
+		if err := set("-c", name, value); err != nil {
+			return nil, err
+		}
 	}
 	return o, nil
 }

@@ -137,7 +137,7 @@ func TestUsageErrors(t *testing.T) {
 	fails(t, dir, 2, `flag provided but not defined: -bogus`, "--bogus", "scan")
 	fails(t, dir, 2, `--format takes text or json`, "scan", "--format", "xml")
 	fails(t, dir, 2, `usage: kvctl keyspace`, "keyspace", "rename", "a", "b")
-	fails(t, dir, 2, `--shared-buffers: invalid unit "mb"`, "--shared-buffers", "64mb", "show")
+	fails(t, dir, 2, `--shared-buffers: .*invalid unit "mb"`, "--shared-buffers", "64mb", "show")
 	if out := ok(t, dir, "help"); !strings.Contains(out, "scan") || strings.Contains(out, "crashload") {
 		t.Errorf("help lists:\n%s", out)
 	}
@@ -438,4 +438,29 @@ func TestBadConf(t *testing.T) {
 	} {
 		fails(t, dir, 1, `heapkv.conf line 2: invalid value "\s*plenty" for work_mem`, args...)
 	}
+}
+
+// TestSettingFlagsWinOverConf: -c and --synchronous-commit set a setting
+// back to its default over a heapkv.conf that changed it.
+func TestSettingFlagsWinOverConf(t *testing.T) {
+	dir := t.TempDir()
+	ok(t, dir, "put", "k", "v")
+	if err := os.WriteFile(filepath.Join(dir, "heapkv.conf"), []byte("synchronous_commit = off\nwork_mem = 8MB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := ok(t, dir, "--synchronous-commit", "on", "-c", "work_mem=4MB", "show", "--format", "json")
+	for _, want := range []string{`"synchronous_commit"`, `"work_mem"`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("show output lacks %s: %s", want, out)
+		}
+	}
+	out = ok(t, dir, "--synchronous-commit", "on", "show", "synchronous_commit")
+	if strings.TrimSpace(out) != "on" {
+		t.Fatalf("synchronous_commit = %q with --synchronous-commit on over a file saying off", out)
+	}
+	out = ok(t, dir, "-c", "work_mem=4MB", "show", "work_mem")
+	if strings.TrimSpace(out) != "4MB" {
+		t.Fatalf("work_mem = %q with -c work_mem=4MB", out)
+	}
+	fails(t, dir, 2, `-c: .*unrecognized parameter`, "-c", "no_such=1", "show")
 }
