@@ -558,3 +558,58 @@ func (db *DB) CreateKeyspace(name string) error {
 func (db *DB) DropKeyspace(name string) error {
 	return db.Update(context.Background(), func(tx *Tx) error { return tx.DropKeyspace(name) })
 }
+
+// Prepare ends tx's first phase of two-phase commit under the name gid: its
+// writes stay invisible and its rows stay locked, across restarts, until
+// CommitPrepared or RollbackPrepared decides it (from any transaction or
+// process). tx is over when Prepare returns.
+func (tx *Tx) Prepare(gid string) error {
+	if tx.done {
+		return ErrTxDone
+	}
+	if err := tx.db.enter(); err != nil {
+		return err
+	}
+	defer tx.db.leave()
+	if err := tx.t.Prepare(gid); err != nil {
+		if errors.Is(err, txn.ErrDuplicateGID) {
+			return fmt.Errorf("%w: prepared transaction %q exists", ErrBadSetting, gid)
+		}
+		return err
+	}
+	tx.done = true
+	tx.settleCounts(false) // decided later; count its versions when it is
+	return nil
+}
+
+// CommitPrepared commits the prepared transaction gid.
+func (db *DB) CommitPrepared(gid string) error { return db.finishPrepared(gid, true) }
+
+// RollbackPrepared rolls back the prepared transaction gid.
+func (db *DB) RollbackPrepared(gid string) error { return db.finishPrepared(gid, false) }
+
+func (db *DB) finishPrepared(gid string, commit bool) error {
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.leave()
+	var err error
+	if commit {
+		err = db.txm.CommitPrepared(gid)
+	} else {
+		err = db.txm.RollbackPrepared(gid)
+	}
+	if errors.Is(err, txn.ErrUnknownGID) {
+		return fmt.Errorf("%w: no prepared transaction %q", ErrNotFound, gid)
+	}
+	return err
+}
+
+// Prepared lists the gids of the prepared transactions awaiting a decision.
+func (db *DB) Prepared() ([]string, error) {
+	if err := db.enter(); err != nil {
+		return nil, err
+	}
+	defer db.leave()
+	return db.txm.Prepared(), nil
+}
