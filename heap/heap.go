@@ -54,6 +54,7 @@ type Heap struct {
 	fsm     *fsm
 	logger  *slog.Logger
 	stats   counters
+	closed  atomic.Bool
 }
 
 type counters struct {
@@ -129,7 +130,7 @@ func Open(cfg Config) (*Heap, error) {
 		h.logger.Warn("heap: free space map file is damaged; starting from unknown entries", "rel", h.rel, "file", h.fsmPath)
 	}
 	if h.wal != nil && h.fs != nil {
-		h.wal.RegisterCheckpointHook("heap.fsm."+strconv.FormatUint(uint64(h.rel), 10), func(base.LSN, *xlog.CheckpointData) error {
+		h.wal.RegisterCheckpointHook(h.hookName(), func(base.LSN, *xlog.CheckpointData) error {
 			h.saveFSMQuietly()
 			return nil
 		})
@@ -179,7 +180,7 @@ func relationBlocks(pool *pagecache.Pool, rel base.RelFileNode) (base.BlockNum, 
 // SaveFSM writes the free space map to its file. The checkpoint hook calls
 // it; so may the caller, at checkpoint or shutdown.
 func (h *Heap) SaveFSM() error {
-	if h.fs == nil {
+	if h.fs == nil || h.closed.Load() {
 		return nil
 	}
 	if err := saveFSM(h.fs, h.fsmPath, h.fsm); err != nil {
@@ -200,6 +201,17 @@ func (h *Heap) saveFSMQuietly() {
 
 // Rel returns the relation.
 func (h *Heap) Rel() base.RelFileNode { return h.rel }
+
+func (h *Heap) hookName() string { return "heap.fsm." + strconv.FormatUint(uint64(h.rel), 10) }
+
+// Close detaches the heap from the WAL's checkpoints (its free space map is
+// no longer saved), as before its relation is dropped. The Heap must not be
+// used afterwards.
+func (h *Heap) Close() {
+	if h.closed.CompareAndSwap(false, true) && h.wal != nil {
+		h.wal.UnregisterCheckpointHook(h.hookName())
+	}
+}
 
 // Stats returns the counters.
 func (h *Heap) Stats() Stats {

@@ -130,6 +130,7 @@ func (db *DB) dropFiles(ks *keyspace) {
 	db.ksMu.Lock()
 	delete(db.keyspaces, ks.heap.Rel())
 	db.ksMu.Unlock()
+	ks.heap.Close()
 	for _, rel := range []base.RelFileNode{ks.heap.Rel(), ks.tree.Rel()} {
 		if err := db.pool.DropRelation(rel); err != nil {
 			db.cfg.Logger.Warn("kv: keep relation of dropped keyspace until next open", "rel", rel, "err", err)

@@ -111,6 +111,20 @@ func (l *Log) RegisterCheckpointHook(name string, fn CheckpointHook) {
 	l.hooks = append(l.hooks, checkpointHook{name: name, fn: fn})
 }
 
+// UnregisterCheckpointHook removes the hook registered under name, if any
+// (a dropped relation's, say). A checkpoint already running may still call
+// it once.
+func (l *Log) UnregisterCheckpointHook(name string) {
+	l.regMu.Lock()
+	defer l.regMu.Unlock()
+	for i := range l.hooks {
+		if l.hooks[i].name == name {
+			l.hooks = append(l.hooks[:i], l.hooks[i+1:]...)
+			return
+		}
+	}
+}
+
 type checkpointKind uint8
 
 const (
