@@ -3,8 +3,10 @@ package kv
 import (
 	"bytes"
 	"iter"
+	"slices"
 
 	"github.com/heapkv/heapkv/btree"
+	"github.com/heapkv/heapkv/txn"
 )
 
 // ScanOptions shape a Scan. A nil *ScanOptions is the zero value.
@@ -21,6 +23,7 @@ type ScanOptions struct {
 type Iterator struct {
 	tx    *Tx
 	ks    *keyspace
+	snap  txn.Snapshot // the scan's own: later reads of a Read Committed tx move tx's on
 	it    *btree.Iterator
 	limit int
 	n     int
@@ -55,7 +58,11 @@ func (tx *Tx) scan(ks *keyspace, start, end []byte, opts *ScanOptions) *Iterator
 		it.done = true
 		return it
 	}
-	tx.snapshot() // a Read Committed scan sees one snapshot throughout
+	// A scan sees one snapshot throughout, taken before any index entry
+	// is read (see Tx.get), and its own copy: a Read Committed
+	// transaction's next read replaces tx's.
+	s := tx.snapshot()
+	it.snap = txn.Snapshot{XMin: s.XMin, XMax: s.XMax, XIP: slices.Clone(s.XIP), Cur: s.Cur, Subs: slices.Clone(s.Subs)}
 	it.it = ks.tree.Scan(start, end, o.Reverse)
 	return it
 }
@@ -80,7 +87,8 @@ func (it *Iterator) Next() bool {
 			return false
 		}
 		key := it.it.Key()
-		v, _, ok, err := it.ks.heap.Get(it.it.TID(), key, &it.tx.snap, it.value[:0])
+		it.tx.t.SetOwn(&it.snap) // writes of tx since the scan began are its own
+		v, _, ok, err := it.ks.heap.Get(it.it.TID(), key, &it.snap, it.value[:0])
 		if err != nil {
 			it.err, it.done = err, true
 			return false

@@ -387,3 +387,76 @@ func TestPreparedTransactionSurvivesCrash(t *testing.T) {
 		t.Fatalf("second decision: %v", err)
 	}
 }
+
+// TestReadCommittedReadNeverMissesAnUpdatedRow: readers must take their
+// snapshot before looking the key up in the index. Otherwise a reader can
+// find the index entry of the old version, then take a snapshot in which
+// the updater has committed, see the old version as deleted, and report a
+// row that exists as not found.
+func TestReadCommittedReadNeverMissesAnUpdatedRow(t *testing.T) {
+	db := openMem(t, vfs.NewMemFS(), smallOpts())
+	defer db.Close()
+	ctx := context.Background()
+	const keys = 4
+	for i := range keys {
+		db.Put(fmt.Appendf(nil, "hot%d", i), []byte("0"))
+	}
+	stop := make(chan struct{})
+	var writers sync.WaitGroup
+	for w := range 2 {
+		writers.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				db.Update(ctx, func(tx *Tx) error {
+					return tx.Put(fmt.Appendf(nil, "hot%d", (n+w)%keys), fmt.Appendf(nil, "%d", n))
+				})
+			}
+		})
+	}
+	reads := 20000
+	if raceEnabled {
+		reads = 3000
+	}
+	var missed int
+	for i := range reads {
+		tx, _ := db.Begin(ctx, TxOptions{Isolation: ReadCommitted, ReadOnly: true})
+		if _, err := tx.Get(fmt.Appendf(nil, "hot%d", i%keys)); err != nil {
+			missed++
+		}
+		tx.Commit()
+	}
+	close(stop)
+	writers.Wait()
+	if missed > 0 {
+		t.Fatalf("%d of %d reads of rows that always exist said not found", missed, reads)
+	}
+}
+
+// TestReadSnapshotPrecedesLookup replays that window deterministically: an
+// update commits right after the reader's index lookup.
+func TestReadSnapshotPrecedesLookup(t *testing.T) {
+	db := openMem(t, vfs.NewMemFS(), smallOpts())
+	defer db.Close()
+	ctx := context.Background()
+	db.Put([]byte("k"), []byte("old"))
+	testHookAfterLookup = func() {
+		testHookAfterLookup = nil
+		if err := db.Put([]byte("k"), []byte("new")); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { testHookAfterLookup = nil }()
+	tx, _ := db.Begin(ctx, TxOptions{Isolation: ReadCommitted})
+	v, err := tx.Get([]byte("k"))
+	if err != nil || string(v) != "old" {
+		t.Fatalf("read racing an update: %q, %v; want old (the snapshot predates the update)", v, err)
+	}
+	if v, err := tx.Get([]byte("k")); err != nil || string(v) != "new" {
+		t.Fatalf("next Read Committed read: %q, %v; want new", v, err)
+	}
+	tx.Commit()
+}

@@ -186,7 +186,17 @@ func (tx *Tx) getIn(ks *keyspace, key []byte) ([]byte, error) {
 	return v, tx.fail(err)
 }
 
+// testHookAfterLookup, if set, runs between a read's index lookup and its
+// chain walk (tests use it to commit an update in that window).
+var testHookAfterLookup func()
+
 func (tx *Tx) get(ks *keyspace, key []byte) ([]byte, error) {
+	// The snapshot first: an index entry read after it is at least as new
+	// as the snapshot, so the walk from it reaches the version the snapshot
+	// sees. Taken after the lookup, a snapshot could see an update commit
+	// whose new version the looked-up entry predates: the old version then
+	// reads as deleted and an existing row as not found.
+	snap := tx.snapshot()
 	tid, found, err := ks.tree.Lookup(key)
 	if err != nil {
 		return nil, err
@@ -194,7 +204,10 @@ func (tx *Tx) get(ks *keyspace, key []byte) ([]byte, error) {
 	if !found {
 		return nil, ErrNotFound
 	}
-	v, _, ok, err := ks.heap.Get(tid, key, tx.snapshot(), nil)
+	if testHookAfterLookup != nil {
+		testHookAfterLookup()
+	}
+	v, _, ok, err := ks.heap.Get(tid, key, snap, nil)
 	if err != nil {
 		return nil, err
 	}
