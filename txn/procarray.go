@@ -148,18 +148,38 @@ func (pa *ProcArray) EndXID(p *Proc, xid base.XID) {
 // is not nil and has no older xmin yet). It reuses dst.XIP's storage, so a
 // transaction that takes one snapshot per statement allocates only when the
 // number of running transactions grows.
+//
+// A proc in the middle of getting an xid (the assigning marker) must be
+// waited out, but never while holding the lock: the owner may be descheduled
+// in that window for a whole scheduler slice, and EndXID, which needs the
+// lock exclusively, would stall every commit behind the waiting snapshot.
+// So the snapshot lets go, waits for the marker to clear, and starts over.
 func (pa *ProcArray) TakeSnapshot(dst *Snapshot, p *Proc) {
+	for {
+		if pa.trySnapshot(dst, p) {
+			return
+		}
+	}
+}
+
+// trySnapshot takes a snapshot, or reports false, having waited (without
+// the lock) for a proc that was being given an xid.
+func (pa *ProcArray) trySnapshot(dst *Snapshot, p *Proc) bool {
 	xip := dst.XIP[:0]
 	pa.mu.RLock()
 	xmax := base.XID(pa.latestCompleted.Load() + 1)
 	xmin := xmax
 	for _, q := range *pa.procsView.Load() {
 		v := q.xid.Load()
-		for spins := 0; v == assigning; spins++ {
-			if spins > 50 {
-				runtime.Gosched()
+		if v == assigning || q.subAssigning.Load() {
+			pa.mu.RUnlock()
+			dst.XIP = xip
+			for spins := 0; q.xid.Load() == assigning || q.subAssigning.Load(); spins++ {
+				if spins > 20 {
+					runtime.Gosched()
+				}
 			}
-			v = q.xid.Load()
+			return false
 		}
 		x := base.XID(v)
 		if x == base.InvalidXID || x >= xmax {
@@ -167,11 +187,6 @@ func (pa *ProcArray) TakeSnapshot(dst *Snapshot, p *Proc) {
 		}
 		xip = append(xip, x)
 		xmin = min(xmin, x)
-		for spins := 0; q.subAssigning.Load(); spins++ {
-			if spins > 50 {
-				runtime.Gosched()
-			}
-		}
 		for _, sx := range q.subs() {
 			if sx < xmax {
 				xip = append(xip, sx)
@@ -184,6 +199,7 @@ func (pa *ProcArray) TakeSnapshot(dst *Snapshot, p *Proc) {
 	pa.mu.RUnlock()
 	slices.Sort(xip)
 	dst.XMin, dst.XMax, dst.XIP = xmin, xmax, xip
+	return true
 }
 
 // setLatestCompleted sets the highest ended xid after recovery.
