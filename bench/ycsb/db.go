@@ -1,0 +1,62 @@
+package ycsb
+
+import "errors"
+
+// DB is one engine under test, shared by all client threads (safe for
+// concurrent use). Keys and values passed in are the caller's and must
+// not be retained; returned slices are the caller's.
+type DB interface {
+	// Read returns the whole record.
+	Read(key []byte) ([]byte, error)
+	// Update replaces the record with modify(old) in one transaction
+	// (read-merge-write: an update rewrites one field).
+	Update(key []byte, modify func(old []byte) []byte) error
+	// ReadModifyWrite reads the record and writes modify(old) in one
+	// transaction, returning what it read.
+	ReadModifyWrite(key []byte, modify func(old []byte) []byte) ([]byte, error)
+	// Insert writes a new record.
+	Insert(key, value []byte) error
+	// Scan reads up to count records from the first key >= start, values
+	// included, and returns how many it read.
+	Scan(start []byte, count int) (int, error)
+	// Close releases the engine.
+	Close() error
+}
+
+// Durability of a commit, with one meaning for every engine.
+type Durability int
+
+const (
+	// Durable: a commit is on stable storage (fsync) before it returns.
+	Durable Durability = iota
+	// Relaxed: commits return before their fsync; a crash may lose the
+	// latest ones but not corrupt the store.
+	Relaxed
+)
+
+func (d Durability) String() string {
+	if d == Relaxed {
+		return "relaxed"
+	}
+	return "durable"
+}
+
+// Config opens a driver.
+type Config struct {
+	Dir        string     // an empty directory the engine owns (reused on reopen)
+	Durability Durability // see Durability
+	CacheBytes int64      // the engine's own cache budget, where it has one
+	Threads    int        // client threads that will use the DB
+}
+
+// Driver opens one engine.
+type Driver struct {
+	Name string
+	// CacheNote says how CacheBytes is spent (for the report).
+	CacheNote string
+	Open      func(cfg Config) (DB, error)
+}
+
+// ErrUnavailable: the engine cannot run here (e.g. PostgreSQL not
+// installed); the run skips it.
+var ErrUnavailable = errors.New("ycsb: engine unavailable")
