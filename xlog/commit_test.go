@@ -199,3 +199,31 @@ func TestCheckpointTriggers(t *testing.T) {
 		}
 	})
 }
+
+// TestWALWriterWokenByVolume: with synchronous commit off, a megabyte of
+// unflushed commits wakes the WAL writer before its delay runs out.
+func TestWALWriterWokenByVolume(t *testing.T) {
+	fs := vfs.NewMemFS()
+	cfg := smallConfig()
+	cfg.SegmentSize = 4 << 20
+	cfg.WALBuffers = 4 << 20
+	cfg.SynchronousCommit = Off
+	cfg.WALWriterDelay = time.Hour
+	l, _, _ := openLog(t, fs, cfg, nil)
+	defer l.Close()
+	start := l.InsertLSN()
+	var end base.LSN
+	for end < start+walWriterFlushAfter+64<<10 {
+		_, end = insertPayload(t, l, 1, make([]byte, 4000))
+		if err := l.FlushCommit(end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.FlushedLSN() < end-walWriterFlushAfter && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if l.FlushedLSN() < end-walWriterFlushAfter {
+		t.Fatalf("flushed %s of %s with an hour's WAL writer delay: not woken by volume", l.FlushedLSN(), end)
+	}
+}

@@ -310,12 +310,24 @@ func (l *Log) FlushCommit(lsn base.LSN) error {
 	return l.failure()
 }
 
+// walWriterFlushAfter is wal_writer_flush_after: once this much WAL of
+// asynchronous commits is unflushed, the WAL writer is woken at once rather
+// than at its next WALWriterDelay tick, so that hint bits can be set and
+// dirty pages evicted without a flush of their own.
+const walWriterFlushAfter = 1 << 20
+
 // SetAsyncLSN asks the WAL writer to flush up to lsn soon.
 func (l *Log) SetAsyncLSN(lsn base.LSN) {
 	for {
 		old := l.asyncLSN.Load()
 		if uint64(lsn) <= old || l.asyncLSN.CompareAndSwap(old, uint64(lsn)) {
-			return
+			break
+		}
+	}
+	if uint64(lsn)-min(uint64(lsn), l.flushed.Load()) >= walWriterFlushAfter {
+		select {
+		case l.walWake <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -99,6 +99,7 @@ type Log struct {
 	ckptRequest chan struct{} // wakes the checkpointer; capacity 1
 	ckptForce   atomic.Bool   // the next checkpoint runs even if idle
 	precreate   chan int64    // segment the WAL writer should create; capacity 1
+	walWake     chan struct{} // asks the WAL writer to flush now; capacity 1
 	stop        chan struct{} // closed by Close
 	wg          sync.WaitGroup
 
@@ -126,6 +127,7 @@ func Open(fsys vfs.FS, dir string, cfg Config) (*Log, error) {
 		ring:        make([]byte, cfg.WALBuffers),
 		ckptRequest: make(chan struct{}, 1),
 		precreate:   make(chan int64, 1),
+		walWake:     make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 	}
 	l.ckptDistance = int64(float64(cfg.MaxWALSize) / 1.9)
@@ -268,6 +270,18 @@ func (l *Log) Close() error {
 // walWriter is PostgreSQL's WAL writer: every WALWriterDelay it flushes the
 // asynchronous commits noted by FlushCommit/SetAsyncLSN, and it creates the
 // next segment ahead of the writer when asked.
+// flushAsync is the WAL writer's flush of asynchronous commits.
+func (l *Log) flushAsync() {
+	if l.state.Load() != stateRecovered {
+		return
+	}
+	if async := base.LSN(l.asyncLSN.Load()); async > l.FlushedLSN() {
+		if err := l.Flush(async); err != nil && !errors.Is(err, ErrClosed) {
+			l.cfg.Logger.Error("xlog: WAL writer flush failed", "err", err)
+		}
+	}
+}
+
 func (l *Log) walWriter() {
 	for {
 		select {
@@ -277,15 +291,10 @@ func (l *Log) walWriter() {
 			if err := l.ensureSegmentAhead(seg); err != nil {
 				l.cfg.Logger.Warn("xlog: could not create segment ahead", "segment", segmentName(seg), "err", err)
 			}
+		case <-l.walWake:
+			l.flushAsync()
 		case <-l.cfg.Clock.After(l.cfg.WALWriterDelay):
-			if l.state.Load() != stateRecovered {
-				continue
-			}
-			if async := base.LSN(l.asyncLSN.Load()); async > l.FlushedLSN() {
-				if err := l.Flush(async); err != nil && !errors.Is(err, ErrClosed) {
-					l.cfg.Logger.Error("xlog: WAL writer flush failed", "err", err)
-				}
-			}
+			l.flushAsync()
 		}
 	}
 }
