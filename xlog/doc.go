@@ -63,15 +63,18 @@
 // # Group commit (Flush)
 //
 // Flush(lsn) returns at once if the log is durable up to lsn. Otherwise it
-// waits for the insertions below lsn, then takes writeMu (WALWriteLock). The
-// first to get it writes and fsyncs everything complete in the ring; the
-// others queue on writeMu while it works, find their LSN flushed when their
-// turn comes, and return without an fsync of their own. With CommitDelay
+// waits for the insertions below lsn; then, if another Flush is writing, it
+// waits for that one to finish (flushMu's done channel, closed by the
+// leader, wakes every waiter at once) and looks again; if none is, it
+// becomes the leader: it takes writeMu (WALWriteLock) and writes and fsyncs
+// everything complete in the ring, so every commit inserted meanwhile rides
+// on its fsync. With CommitDelay
 // set, the flusher sleeps that long before writing if at least
 // CommitSiblings transactions are active, so that more commits join.
 // FlushCommit with SynchronousCommit off only notes the LSN; the WAL writer
-// goroutine flushes every WALWriterDelay. A crash may lose such commits,
-// never corrupt: pages still obey their LSNs.
+// goroutine flushes every WALWriterDelay, or at once when 1 MB of such
+// commits is unflushed (wal_writer_flush_after). A crash may lose such
+// commits, never corrupt: pages still obey their LSNs.
 //
 // # Segments and recycling
 //
@@ -149,6 +152,8 @@
 //
 //	ckptMu          checkpoints, Recover, Close, control file writes
 //	insertSlot.own  one insertion slot, for a whole insertion
+//	flushMu         group-commit rendezvous; held only to claim or end the
+//	                leader's role, never across I/O or another lock
 //	writeMu         WALWriteLock: writing ring bytes to segments, fsync
 //	segMu           creating, recycling and removing segment files
 //	insertMu        space reservation and the redo pointer (leaf)
