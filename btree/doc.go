@@ -128,10 +128,10 @@
 //
 // # WAL and crashes
 //
-// The record kinds are listed in wal.go. Redo of every record first makes
-// the relation file long enough for the blocks it touches (ensureBlock in
-// wal.go), because the buffer pool's LockForRedo hands out blocks past the
-// end of the file without growing it. Inserts, deletes and repoints of a
+// The record kinds are listed in wal.go. Redo fetches pages through the
+// buffer pool's LockForRedo, which first grows the relation file to cover
+// the block, so a page rebuilt earlier in the same recovery is found in the
+// pool and Extend never hands out a block redo used. Inserts, deletes and repoints of a
 // leaf log a small operation that redo re-executes with the same code
 // (applyOp), or a full-page image when the page has not been logged since
 // the checkpoint's redo point (xlog's full-page-write rule). A split logs one

@@ -46,9 +46,6 @@ func redo(rec *xlog.Record, ctx *xlog.RedoContext) error {
 	switch rec.Info {
 	case infoCreate, infoSplit:
 		for i := range rec.Blocks {
-			if err := ensureBlock(ctx.Pages, rec.Blocks[i].Rel, rec.Blocks[i].Block); err != nil {
-				return err
-			}
 			if _, err := ctx.RedoBlock(rec, i, nil); err != nil {
 				return err
 			}
@@ -57,9 +54,6 @@ func redo(rec *xlog.Record, ctx *xlog.RedoContext) error {
 	case infoInsert, infoDelete, infoRepoint:
 		if len(rec.Blocks) != 1 {
 			return base.CorruptionErrorf("btree: record at %s (info %#x) has %d block references, want 1", rec.LSN, rec.Info, len(rec.Blocks))
-		}
-		if err := ensureBlock(ctx.Pages, rec.Blocks[0].Rel, rec.Blocks[0].Block); err != nil {
-			return err
 		}
 		_, err := ctx.RedoBlock(rec, 0, func(pg []byte, ref *xlog.BlockRef) error {
 			if ref.Kind != xlog.BlockData {
@@ -70,40 +64,6 @@ func redo(rec *xlog.Record, ctx *xlog.RedoContext) error {
 		return err
 	}
 	return base.CorruptionErrorf("btree: record at %s: unknown info %#x", rec.LSN, rec.Info)
-}
-
-// ensureBlock makes the relation file at least blk+1 blocks long before redo
-// touches blk, when the pool is a pagecache.Pool.
-//
-// This works around pagecache.Pool.LockForRedo, which hands out a block
-// past the end of the file as a zero page in a buffer without growing the
-// storage manager's idea of the relation's size. A later Pool.Extend would
-// then return that very block number, write zeros to the file and zero the
-// buffer, which still holds the page redo rebuilt. Growing the file first
-// (with zero pages, which are valid new pages) keeps the sizes honest.
-func ensureBlock(pages xlog.Pages, rel base.RelFileNode, blk base.BlockNum) error {
-	sp, ok := pages.(interface{ Storage() *pagecache.Storage })
-	if !ok {
-		return nil
-	}
-	smgr := sp.Storage()
-	if !smgr.Exists(rel) {
-		if err := smgr.Create(rel); err != nil {
-			return err
-		}
-	}
-	for {
-		n, err := smgr.NBlocks(rel)
-		if err != nil {
-			return err
-		}
-		if n > blk {
-			return nil
-		}
-		if _, err := smgr.Extend(rel); err != nil {
-			return err
-		}
-	}
 }
 
 // Operation data encoders.

@@ -83,43 +83,10 @@ func redo(rec *xlog.Record, ctx *xlog.RedoContext) error {
 	if len(rec.Blocks) != 1 {
 		return base.CorruptionErrorf("heap: record info %#x with %d block references, want 1", rec.Info, len(rec.Blocks))
 	}
-	if err := extendForRedo(ctx, &rec.Blocks[0]); err != nil {
-		return err
-	}
+	// pagecache.LockForRedo extends the file up to the block first, so a
+	// page redo rebuilt earlier in this recovery is found in the pool.
 	_, err := ctx.RedoBlock(rec, 0, apply)
 	return err
-}
-
-// extendForRedo makes the relation's file reach the block a non-image
-// record changes, writing zero blocks up to it. pagecache's LockForRedo
-// fetches a block at or past the file's end in zero mode, which also
-// clears a copy of the page the pool already holds; and redo does create
-// such copies, when an image or an init-page insert restores a page whose
-// extension never reached the disk and later records change it again.
-// Once the file covers the block, LockForRedo takes the normal path, which
-// uses the pool's copy. A block the pool does not hold reads as a zero
-// page, as before.
-func extendForRedo(ctx *xlog.RedoContext, ref *xlog.BlockRef) error {
-	pool, ok := ctx.Pages.(interface{ Storage() *pagecache.Storage })
-	if !ok || ref.Kind == xlog.BlockImage {
-		return nil
-	}
-	smgr := pool.Storage()
-	if !smgr.Exists(ref.Rel) {
-		return nil // LockForRedo creates it; every block is then past the end
-	}
-	for {
-		n, err := smgr.NBlocks(ref.Rel)
-		if err != nil {
-			return fmt.Errorf("heap: redo: relation %d: %w", ref.Rel, err)
-		}
-		if n > ref.Block {
-			return nil
-		}
-		if _, err := smgr.Extend(ref.Rel); err != nil {
-			return fmt.Errorf("heap: redo: extend relation %d to block %d: %w", ref.Rel, ref.Block, err)
-		}
-	}
 }
 
 // redoInsert replays infoInsert. Every check comes before the first change.
