@@ -406,6 +406,27 @@ func (t *Tree) insert(key []byte, tid base.TID) (existing base.TID, inserted boo
 	return base.TID{}, true, end, nil
 }
 
+// lockEntry descends to key's leaf, latched exclusively, and reports
+// whether key's entry there maps to want, with its index. On a nil error
+// the caller unlocks b, found or not.
+func (t *Tree) lockEntry(key []byte, want base.TID) (b pagecache.Buffer, idx int, found bool, err error) {
+	b, err = t.descend(key, toKey, exclusiveLock, nil)
+	if err != nil {
+		return b, 0, false, err
+	}
+	p := page(b.Page())
+	idx, found, ok := p.searchLeaf(key)
+	if !ok {
+		unlock(b, exclusiveLock)
+		return b, 0, false, t.corrupt(b.BlockNum(), "damaged leaf item")
+	}
+	if !found {
+		return b, idx, false, nil
+	}
+	_, cur, _ := p.entry(idx)
+	return b, idx, cur == want, nil
+}
+
 // Repoint changes the entry of key from old to new in place (a compare and
 // swap on the TID). It reports false, changing nothing, if key is absent or
 // maps to another TID.
@@ -416,20 +437,12 @@ func (t *Tree) Repoint(key []byte, old, new base.TID) (bool, error) {
 	if !new.Valid() {
 		return false, fmt.Errorf("%w: %v", ErrInvalidTID, new)
 	}
-	b, err := t.descend(key, toKey, exclusiveLock, nil)
+	b, idx, found, err := t.lockEntry(key, old)
 	if err != nil {
 		return false, err
 	}
 	defer unlock(b, exclusiveLock)
-	p := page(b.Page())
-	idx, found, ok := p.searchLeaf(key)
-	if !ok {
-		return false, t.corrupt(b.BlockNum(), "damaged leaf item")
-	}
 	if !found {
-		return false, nil
-	}
-	if _, cur, _ := p.entry(idx); cur != old {
 		return false, nil
 	}
 	if old == new {
@@ -447,24 +460,16 @@ func (t *Tree) Delete(key []byte, tid base.TID) (bool, error) {
 	if err := checkKey(key); err != nil {
 		return false, err
 	}
-	b, err := t.descend(key, toKey, exclusiveLock, nil)
+	b, idx, found, err := t.lockEntry(key, tid)
 	if err != nil {
 		return false, err
 	}
 	defer unlock(b, exclusiveLock)
-	p := page(b.Page())
-	idx, found, ok := p.searchLeaf(key)
-	if !ok {
-		return false, t.corrupt(b.BlockNum(), "damaged leaf item")
-	}
 	if !found {
 		return false, nil
 	}
-	if _, cur, _ := p.entry(idx); cur != tid {
-		return false, nil
-	}
 	var saved [maxItemSize]byte
-	item := append(saved[:0], p.item(idx)...)
+	item := append(saved[:0], page(b.Page()).item(idx)...)
 	var buf [2]byte
 	_, err = t.logOp(b, infoDelete, deleteOp(buf[:0], idx), func(p page) { insertItem(p, idx, item) })
 	return err == nil, err
