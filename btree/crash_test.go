@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
 )
 
@@ -24,13 +25,11 @@ import (
 // inserted, and the tree must take more inserts (and splits) and pass
 // Check again.
 func TestCrash(t *testing.T) {
-	seeds := *flagCrashSeeds
-	if seeds == 0 {
-		seeds = 200
-		if raceEnabled {
-			seeds = 50
-		}
+	def := 200
+	if raceEnabled {
+		def = 50
 	}
+	seeds := testutil.CrashSeeds(def)
 	base := baseSeed(t)
 	for i := range seeds {
 		seed := base + int64(i)

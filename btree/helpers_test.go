@@ -2,7 +2,6 @@ package btree
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -13,25 +12,14 @@ import (
 	gbtree "github.com/google/btree"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/pagecache"
 	"github.com/heapkv/heapkv/xlog"
 )
 
-var (
-	flagSeed       = flag.Int64("seed", 0, "base seed of randomized tests (0: time-based)")
-	flagCrashSeeds = flag.Int("crash.seeds", 0, "number of crash-test seeds (0: default)")
-)
-
 // baseSeed returns the seed randomized tests start from and logs it.
-func baseSeed(t testing.TB) int64 {
-	s := *flagSeed
-	if s == 0 {
-		s = time.Now().UnixNano() % 1_000_000_007
-	}
-	t.Logf("base seed %d (rerun with -seed=%d)", s, s)
-	return s
-}
+func baseSeed(t testing.TB) int64 { return testutil.Seed(t) }
 
 const (
 	testDir                  = "/db"

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/txn"
 	"github.com/heapkv/heapkv/xlog"
@@ -38,10 +39,7 @@ type inserted struct {
 // relation that passes Check, with every flushed insert that did not abort
 // fetchable by its TID with its key, value and xmin.
 func TestCrash(t *testing.T) {
-	seeds := *flagSeeds
-	if seeds == 0 {
-		seeds = defaultCrashSeeds
-	}
+	seeds := testutil.CrashSeeds(defaultCrashSeeds)
 	base := testSeed(t)
 	for i := range seeds {
 		seed := base + int64(i)

@@ -1,33 +1,21 @@
 package heap
 
 import (
-	"flag"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/pagecache"
 	"github.com/heapkv/heapkv/txn"
 	"github.com/heapkv/heapkv/xlog"
 )
 
-var (
-	flagSeed  = flag.Int64("seed", 0, "base seed of randomized tests (0: time-based)")
-	flagSeeds = flag.Int("crash.seeds", 0, "number of crash-test seeds (0: default)")
-)
-
 // testSeed returns the seed a randomized test starts from and logs it.
-func testSeed(t testing.TB) int64 {
-	s := *flagSeed
-	if s == 0 {
-		s = time.Now().UnixNano() % 1_000_000_007
-	}
-	t.Logf("seed %d (rerun with -seed=%d)", s, s)
-	return s
-}
+func testSeed(t testing.TB) int64 { return testutil.Seed(t) }
 
 func newRand(seed int64) *rand.Rand { return rand.New(rand.NewPCG(uint64(seed), 0x68656170)) }
 

@@ -2,29 +2,19 @@ package pagecache
 
 import (
 	"encoding/binary"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
 )
 
-var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: time-based)")
-
 // testSeed returns the seed to use and logs it so a failure can be replayed
 // with -seed.
-func testSeed(t testing.TB) uint64 {
-	s := *seedFlag
-	if s == 0 {
-		s = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -seed=%d)", s, s)
-	return s
-}
+func testSeed(t testing.TB) uint64 { return uint64(testutil.Seed(t)) }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 

@@ -1,26 +1,16 @@
 package txn
 
 import (
-	"flag"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 )
 
-var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: time-based)")
-
-func testSeed(t testing.TB) uint64 {
-	s := *seedFlag
-	if s == 0 {
-		s = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -seed=%d)", s, s)
-	return s
-}
+func testSeed(t testing.TB) uint64 { return uint64(testutil.Seed(t)) }
 
 // TestVisibleAgainstNaiveModel replays random histories of transactions on
 // a real ProcArray, takes snapshots at random moments, and checks Visible

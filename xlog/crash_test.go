@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
 )
 
@@ -29,10 +30,7 @@ type ack struct {
 // runs three crash/recover rounds on the same lineage, so new records
 // overwrite a recovered tail, and some seeds checkpoint in between.
 func TestCrash(t *testing.T) {
-	seeds := *flagSeeds
-	if seeds == 0 {
-		seeds = defaultCrashSeeds
-	}
+	seeds := testutil.CrashSeeds(defaultCrashSeeds)
 	base := baseSeed(t)
 	for i := range seeds {
 		seed := base + int64(i)

@@ -3,7 +3,6 @@ package xlog
 import (
 	"bytes"
 	"encoding/binary"
-	"flag"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,24 +11,13 @@ import (
 	"time"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/pagecache"
 )
 
-var (
-	flagSeed  = flag.Int64("seed", 0, "base seed of randomized tests (0: time-based)")
-	flagSeeds = flag.Int("crash.seeds", 0, "number of crash-test seeds (0: default)")
-)
-
 // baseSeed returns the seed randomized tests start from and logs it.
-func baseSeed(t testing.TB) int64 {
-	s := *flagSeed
-	if s == 0 {
-		s = time.Now().UnixNano() % 1_000_000_007
-	}
-	t.Logf("base seed %d (rerun with -seed=%d)", s, s)
-	return s
-}
+func baseSeed(t testing.TB) int64 { return testutil.Seed(t) }
 
 const testDir = "/db"
 
