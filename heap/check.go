@@ -40,7 +40,7 @@ const (
 // an I/O error, or the problems found joined, each wrapping base.ErrCorrupt
 // and naming block and offset.
 func Check(pool *pagecache.Pool, rel base.RelFileNode) error {
-	nblocks, err := relationBlocks(pool, rel)
+	nblocks, err := pool.Storage().NBlocks(rel)
 	if err != nil {
 		return err
 	}

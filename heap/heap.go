@@ -114,7 +114,9 @@ func Open(cfg Config) (*Heap, error) {
 			return nil, fmt.Errorf("heap: create relation %d: %w", h.rel, err)
 		}
 	}
-	nblocks, err := h.syncLength()
+	// The file covers every page, even ones only redo has rebuilt:
+	// pagecache.LockForRedo grows it first.
+	nblocks, err := smgr.NBlocks(h.rel)
 	if err != nil {
 		return nil, err
 	}
@@ -136,45 +138,6 @@ func Open(cfg Config) (*Heap, error) {
 		})
 	}
 	return h, nil
-}
-
-// syncLength returns the relation's length in blocks, counting pages that
-// exist only in the buffer pool (WAL redo of a page past the end of the
-// file does not extend the file), and extends the file over them so that
-// Pool.Extend never hands out a block number the pool already holds.
-func (h *Heap) syncLength() (base.BlockNum, error) {
-	n, err := relationBlocks(h.pool, h.rel)
-	if err != nil {
-		return 0, err
-	}
-	smgr := h.pool.Storage()
-	for {
-		have, err := smgr.NBlocks(h.rel)
-		if err != nil {
-			return 0, fmt.Errorf("heap: relation %d: %w", h.rel, err)
-		}
-		if have >= n {
-			return have, nil
-		}
-		if _, err := smgr.Extend(h.rel); err != nil {
-			return 0, fmt.Errorf("heap: relation %d: extend over pages recovered in memory: %w", h.rel, err)
-		}
-	}
-}
-
-// relationBlocks returns rel's length in blocks: the file's, or more if
-// the pool holds pages beyond it.
-func relationBlocks(pool *pagecache.Pool, rel base.RelFileNode) (base.BlockNum, error) {
-	n, err := pool.Storage().NBlocks(rel)
-	if err != nil {
-		return 0, fmt.Errorf("heap: relation %d: %w", rel, err)
-	}
-	for _, bi := range pool.Snapshot() {
-		if bi.Valid && bi.Tag.Rel == rel && bi.Tag.Blk >= n {
-			n = bi.Tag.Blk + 1
-		}
-	}
-	return n, nil
 }
 
 // SaveFSM writes the free space map to its file. The checkpoint hook calls

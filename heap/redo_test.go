@@ -16,7 +16,7 @@ import (
 // checksum field (set only on written copies) zeroed.
 func pageImages(t *testing.T, e *env) [][]byte {
 	t.Helper()
-	n, err := relationBlocks(e.pool, testRel)
+	n, err := e.pool.Storage().NBlocks(testRel)
 	if err != nil {
 		t.Fatal(err)
 	}
