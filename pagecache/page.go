@@ -125,26 +125,11 @@ func (p Page) Verify(blk base.BlockNum, checksums bool) bool {
 		return false
 	}
 	if p.IsNew() {
-		return isZero(p)
+		return base.IsZero(p)
 	}
 	lower, upper, special := p.Lower(), p.Upper(), p.Special()
 	if lower < PageHeaderSize || lower > upper || upper > special || int(special) > BlockSize {
 		return false
 	}
 	return !checksums || p.Checksum() == p.ComputeChecksum(blk)
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -133,7 +133,7 @@ func (r *Reader) Next() bool {
 		r.stop(at, EndMissingSegment, 0)
 		return false
 	}
-	if isZero(hdr[:]) {
+	if base.IsZero(hdr[:]) {
 		r.stop(at, EndZeros, 0)
 		return false
 	}
@@ -233,7 +233,7 @@ func (r *Reader) zeroDistance(lsn base.LSN) int64 {
 	segEnd := (int64(lsn)/r.segSize + 1) * r.segSize
 	var w [8]byte
 	for at := int64(lsn); at < segEnd; at += 8 {
-		if n, err := r.readAt(w[:], base.LSN(at)); err != nil || n < 8 || isZero(w[:]) {
+		if n, err := r.readAt(w[:], base.LSN(at)); err != nil || n < 8 || base.IsZero(w[:]) {
 			return at - int64(lsn)
 		}
 	}
@@ -286,19 +286,4 @@ func (r *Reader) loadSegment(seg int64) error {
 	// it) reads as zeros beyond its end.
 	clear(r.segData[n:])
 	return nil
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -1,6 +1,7 @@
 package base
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -60,3 +61,20 @@ var InvalidTID = TID{Block: InvalidBlock, Offset: 0}
 func (t TID) Valid() bool { return t.Offset != 0 && t.Block != InvalidBlock }
 
 func (t TID) String() string { return fmt.Sprintf("(%d,%d)", t.Block, t.Offset) }
+
+// IsZero reports whether every byte of b is zero (an unused page, the
+// unwritten tail of a WAL segment).
+func IsZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
