@@ -311,7 +311,12 @@ func (tx *Tx) acquire(ks *keyspace, key []byte) (found bool, w writeTarget, err 
 			continue
 		case txn.WriteConflict:
 			if tx.opts.Isolation == ReadCommitted {
-				continue // the next snapshot sees the commit
+				// The next snapshot sees the commit once the committer has
+				// left the ProcArray; its xid lock goes after that.
+				if err := tx.t.Wait(tx.ctx, waitFor); err != nil {
+					return false, w, err
+				}
+				continue
 			}
 			return false, w, fmt.Errorf("%w: key %q", ErrSerialization, truncKey(key))
 		}

@@ -708,6 +708,10 @@ func (tx *Tx) Rollback() error {
 	return tx.end(Aborted, end)
 }
 
+// testHookBeforeEndXID, when set by a test, runs in end between the CLOG
+// update and leaving the ProcArray.
+var testHookBeforeEndXID func(xid base.XID)
+
 // end records st for tx's xids in the CLOG, leaves the ProcArray (in that
 // order: a snapshot that no longer lists the xid must find its outcome) and
 // releases the locks, waking waiters.
@@ -716,6 +720,9 @@ func (tx *Tx) end(st Status, lsn base.LSN) error {
 	subs := tx.proc.subs()
 	xids := append(slices.Clone(subs), tx.xid)
 	err := m.clog.SetStatus(xids, st, lsn)
+	if testHookBeforeEndXID != nil {
+		testHookBeforeEndXID(tx.xid)
+	}
 	tx.proc.setSubs(nil)
 	m.procs.EndXID(tx.proc, tx.xid)
 	m.procs.Leave(tx.proc)

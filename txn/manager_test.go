@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -424,3 +425,81 @@ type clogSource struct{ c *CLOG }
 
 func (s clogSource) Status(x base.XID) (Status, error) { return s.c.Status(x) }
 func (s clogSource) IsDurable(x base.XID) bool         { return s.c.IsDurable(x, 1<<62) }
+
+// TestConflictWaitOutlastsProcArray pins what a Read Committed writer
+// relies on after a WriteConflict: between a committer's CLOG update and
+// its leaving the ProcArray, a new snapshot still lists it, and waiting
+// for the xid CheckWrite names returns only once it has left. Without
+// that wait the writer would retake snapshots in a loop for as long as the
+// committer takes (YCSB A with relaxed commits spent most of its CPU so).
+func TestConflictWaitOutlastsProcArray(t *testing.T) {
+	l, m := openManager(t, vfs.NewMemFS(), walConfig())
+	defer l.Close()
+	writer := m.Begin()
+	if _, err := writer.WriteXID(); err != nil {
+		t.Fatal(err)
+	}
+	var before Snapshot
+	if err := writer.Snapshot(&before); err != nil {
+		t.Fatal(err)
+	}
+	committer := m.Begin()
+	cx, err := committer.WriteXID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// writer's old snapshot did not see committer at all; make it a row
+	// committer deleted after that snapshot was taken.
+	before.XIP = append(before.XIP, cx)
+	if before.XMax <= cx {
+		before.XMax = cx + 1
+	}
+	inWindow, release := make(chan struct{}), make(chan struct{})
+	testHookBeforeEndXID = func(x base.XID) {
+		if x == cx {
+			close(inWindow)
+			<-release
+		}
+	}
+	defer func() { testHookBeforeEndXID = nil }()
+	done := make(chan error, 1)
+	go func() { done <- committer.Commit() }()
+	<-inWindow
+
+	v := Version{XMin: FrozenXID, XMax: cx}
+	check, waitFor, _, err := CheckWrite(v, &before, m)
+	if err != nil || check != WriteConflict || waitFor != cx {
+		t.Fatalf("CheckWrite = %v, wait %d, %v; want conflict with %d", check, waitFor, err, cx)
+	}
+	var again Snapshot
+	if err := writer.Snapshot(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !again.InProgressAt(cx) {
+		t.Fatal("a snapshot taken before the committer left the ProcArray does not list it; the window this test is about is gone")
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- writer.Wait(context.Background(), waitFor) }()
+	select {
+	case err := <-waited:
+		t.Fatalf("Wait returned (%v) while the committer was still in the ProcArray", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Snapshot(&again); err != nil {
+		t.Fatal(err)
+	}
+	if again.InProgressAt(cx) {
+		t.Fatal("after the wait, a new snapshot still lists the committer")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if check, _, _, _ := CheckWrite(v, &again, m); check != WriteOK {
+		t.Fatalf("after the wait CheckWrite = %v, want ok", check)
+	}
+	writer.Rollback()
+}

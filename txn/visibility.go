@@ -173,7 +173,10 @@ const (
 	// WriteConflict: a transaction the snapshot does not see changed the
 	// row and committed. Under Repeatable Read that is a serialization
 	// failure (first updater wins); under Read Committed the caller takes a
-	// new snapshot and looks again.
+	// new snapshot and looks again, after waiting for the committer's xid
+	// lock: a committer records its outcome in the CLOG before it leaves
+	// the ProcArray, so in between a new snapshot still lists it and a
+	// caller that looked again at once would spin until it left.
 	WriteConflict
 )
 
@@ -183,7 +186,8 @@ func (w WriteCheck) String() string {
 
 // CheckWrite classifies the newest version v of a row for a writer with
 // snapshot s (PostgreSQL's HeapTupleSatisfiesUpdate). With WriteWait it
-// returns the xid to wait for. lockOnly says the writer only wants a row
+// returns the xid to wait for; with WriteConflict, the committed xid the
+// snapshot missed. lockOnly says the writer only wants a row
 // lock of the same strength as an existing lock-only xmax. Versions whose
 // insert aborted are WriteOK: the row is free (the caller skips them to find
 // the row's real current version).
@@ -197,7 +201,7 @@ func CheckWrite(v Version, s *Snapshot, src StatusSource) (WriteCheck, base.XID,
 			return 0, 0, false, nil
 		case v.Mask&XMinCommitted != 0:
 			if s.InProgressAt(v.XMin) {
-				return WriteConflict, 0, true, nil
+				return WriteConflict, v.XMin, true, nil
 			}
 			return 0, 0, false, nil
 		}
@@ -214,7 +218,7 @@ func CheckWrite(v Version, s *Snapshot, src StatusSource) (WriteCheck, base.XID,
 				hints |= XMinCommitted
 			}
 			if s.InProgressAt(v.XMin) {
-				return WriteConflict, 0, true, nil
+				return WriteConflict, v.XMin, true, nil
 			}
 			return 0, 0, false, nil
 		default:
@@ -233,7 +237,7 @@ func CheckWrite(v Version, s *Snapshot, src StatusSource) (WriteCheck, base.XID,
 			return WriteOK, 0, hints, nil // the locker is gone
 		}
 		if s.InProgressAt(v.XMax) {
-			return WriteConflict, 0, hints, nil
+			return WriteConflict, v.XMax, hints, nil
 		}
 		return WriteOK, 0, hints, nil // deleted before our snapshot: the key is free
 	}
@@ -252,7 +256,7 @@ func CheckWrite(v Version, s *Snapshot, src StatusSource) (WriteCheck, base.XID,
 			return WriteOK, 0, hints, nil
 		}
 		if s.InProgressAt(v.XMax) {
-			return WriteConflict, 0, hints, nil
+			return WriteConflict, v.XMax, hints, nil
 		}
 		return WriteOK, 0, hints, nil
 	default:
