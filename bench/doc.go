@@ -57,13 +57,16 @@
 // through mmap, so its cache is whatever the OS page cache gives it, as
 // every engine also gets the page cache for reads that miss its own
 // cache. --mem-limit makes the total equal: on Linux with a writable
-// cgroup v2 the runner re-executes itself for each measurement as a child
-// born in a fresh cgroup with memory.max set (after dropping the OS caches
-// where permitted), so page cache, heaps and off-heap caches all count.
-// Where that is not possible it says so and runs uncapped; every result
-// row names the memory mode it was measured in. The PostgreSQL server is
-// started by the child, so its processes are born in the same cgroup and
-// count against the same limit.
+// memory cgroup (v2 memory.max, or the v1 controller's
+// memory.limit_in_bytes) the runner re-executes itself for each
+// measurement as a child that starts inside a fresh cgroup with that limit
+// and no swap (after dropping the OS caches where permitted), so page
+// cache, heaps and off-heap caches all count; v2 places the child at clone
+// time, v1 through a shell that joins the cgroup and then execs the child.
+// Where neither is possible it says so and runs uncapped; every result row
+// names the memory mode it was measured in, and capped rows the cgroup's
+// peak usage. The PostgreSQL server is started by the child, so its
+// processes are born in the same cgroup and count against the same limit.
 //
 // # Caveats
 //

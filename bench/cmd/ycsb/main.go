@@ -69,7 +69,7 @@ func main() {
 	flag.StringVar(&f.cache, "cache", "128MB", "cache budget given to each engine that has a knob")
 	flag.StringVar(&f.dir, "dir", "", "where engines keep data (default: a temporary directory)")
 	flag.StringVar(&f.out, "out", "bench/results", "where results (CSV, JSON, SVG) are written")
-	flag.StringVar(&f.memLimit, "mem-limit", "", "cap each engine's run at this much memory in its own cgroup v2 (e.g. 512MB)")
+	flag.StringVar(&f.memLimit, "mem-limit", "", "cap each engine's run at this much memory (page cache included) in its own cgroup, v2 or v1 (e.g. 512MB)")
 	flag.Var(&f.files, "P", "workload file (repeatable); replaces --workloads")
 	flag.Var(&f.props, "p", "property override name=value (repeatable)")
 	flag.Uint64Var(&f.seed, "seed", 0, "generator seed (0: random)")

@@ -30,6 +30,7 @@ type Row struct {
 	LoadOPS    float64 `json:"load_ops_per_sec"`
 	Ratio      float64 `json:"ratio_to_heapkv,omitempty"` // OPS / heapkv's OPS
 	Skipped    string  `json:"skipped,omitempty"`
+	PeakMiB    float64 `json:"peak_mem_mib,omitempty"` // the cgroup's high-water mark, when capped
 }
 
 // setRatios fills Ratio from the heapkv row of the same workload and mode.
@@ -59,8 +60,12 @@ func writeTable(w io.Writer, rows []Row) {
 		if r.Ratio > 0 {
 			ratio = fmt.Sprintf("%.2fx", r.Ratio)
 		}
+		mem := r.Memory
+		if r.PeakMiB > 0 {
+			mem += fmt.Sprintf(", peak %.0f MiB", r.PeakMiB)
+		}
 		fmt.Fprintf(w, "%-8s %-9s %-8s %12.0f %10.1f %10.1f %9s %7d  %s\n",
-			r.Workload, r.Engine, r.Durability, r.OPS, r.P50Us, r.P99Us, ratio, r.Errors, r.Memory)
+			r.Workload, r.Engine, r.Durability, r.OPS, r.P50Us, r.P99Us, ratio, r.Errors, mem)
 	}
 }
 
@@ -95,11 +100,11 @@ func saveRows(out string, rows []Row) ([]string, error) {
 	for _, r := range rows {
 		recs = append(recs, []string{r.Workload, r.Engine, r.Durability, r.Memory, strconv.FormatInt(r.Records, 10),
 			strconv.FormatUint(r.Operations, 10), strconv.Itoa(r.Threads), ftoa(r.Seconds), ftoa(r.OPS),
-			ftoa(r.AvgUs), ftoa(r.P50Us), ftoa(r.P99Us), ftoa(r.Ratio), strconv.FormatInt(r.Errors, 10), ftoa(r.LoadOPS), r.Skipped})
+			ftoa(r.AvgUs), ftoa(r.P50Us), ftoa(r.P99Us), ftoa(r.Ratio), strconv.FormatInt(r.Errors, 10), ftoa(r.LoadOPS), r.Skipped, ftoa(r.PeakMiB)})
 	}
 	files := []string{filepath.Join(out, "ycsb.csv"), filepath.Join(out, "ycsb.json")}
 	if err := writeCSV(files[0], []string{"workload", "engine", "durability", "memory", "records", "operations", "threads",
-		"seconds", "ops_per_sec", "avg_us", "p50_us", "p99_us", "ratio_to_heapkv", "errors", "load_ops_per_sec", "skipped"}, recs); err != nil {
+		"seconds", "ops_per_sec", "avg_us", "p50_us", "p99_us", "ratio_to_heapkv", "errors", "load_ops_per_sec", "skipped", "peak_mem_mib"}, recs); err != nil {
 		return nil, err
 	}
 	if err := writeJSON(files[1], rows); err != nil {
