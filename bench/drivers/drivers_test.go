@@ -2,12 +2,24 @@ package drivers
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/heapkv/heapkv/bench/workloads"
 	"github.com/heapkv/heapkv/bench/ycsb"
 )
+
+// storeDir is a test directory the PostgreSQL server's user can reach when
+// the test runs as root (t.TempDir's parent is private to root).
+func storeDir(t *testing.T) string {
+	d := t.TempDir()
+	if err := os.Chmod(filepath.Dir(d), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
 
 // TestSmoke runs every driver through all six core workloads at a tiny
 // size (200 records, 500 operations, 4 threads) in both durability modes
@@ -36,7 +48,7 @@ func TestSmoke(t *testing.T) {
 					modes = append(modes, ycsb.Durable)
 				}
 				for _, m := range modes {
-					cfg := ycsb.Config{Dir: t.TempDir(), Durability: m, CacheBytes: 16 << 20, Threads: w.ThreadCount}
+					cfg := ycsb.Config{Dir: storeDir(t), Durability: m, CacheBytes: 16 << 20, Threads: w.ThreadCount}
 					start := time.Now()
 					load, run, err := ycsb.LoadAndRun(t.Context(), d, cfg, w, ycsb.RunOptions{Seed: 1})
 					if errors.Is(err, ycsb.ErrUnavailable) {
@@ -69,7 +81,7 @@ func TestScanCount(t *testing.T) {
 					t.Skip(err)
 				}
 			}
-			db, err := d.Open(ycsb.Config{Dir: t.TempDir(), Durability: ycsb.Relaxed, CacheBytes: 8 << 20, Threads: 1})
+			db, err := d.Open(ycsb.Config{Dir: storeDir(t), Durability: ycsb.Relaxed, CacheBytes: 8 << 20, Threads: 1})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,9 +19,10 @@ import (
 )
 
 // Postgres runs a real PostgreSQL server, private to the run: initdb and
-// pg_ctl in a fresh temporary directory (as the "postgres" user when the
-// runner is root, since PostgreSQL refuses to run as root), no TCP, a
-// Unix socket, one table usertable(key text primary key, value bytea)
+// pg_ctl on cfg.Dir/pgdata (as the "postgres" user when the runner is
+// root, since PostgreSQL refuses to run as root; an existing cluster
+// there, e.g. a copy of a loaded one, is started as it is), no TCP, a
+// Unix socket in a short temporary directory, one table usertable(key text primary key, value bytea)
 // in the C collation so key order is byte order as in the other engines.
 // synchronous_commit on/off gives durable/relaxed (fsync stays on);
 // shared_buffers is the cache budget. Without initdb/pg_ctl on PATH or in
@@ -32,8 +33,8 @@ func Postgres() ycsb.Driver {
 
 type pgDB struct {
 	bin     string // directory of initdb and pg_ctl
-	base    string // temporary directory holding data and socket
-	data    string
+	base    string // temporary directory holding the socket and the server log
+	data    string // cfg.Dir/pgdata
 	sock    string
 	cred    *syscall.Credential // nil unless we run the server as postgres
 	threads int
@@ -92,11 +93,12 @@ func openPostgres(cfg ycsb.Config) (_ ycsb.DB, err error) {
 			p.Close()
 		}
 	}()
-	p.data = filepath.Join(p.base, "data")
+	p.data = filepath.Join(cfg.Dir, "pgdata")
 	p.sock = filepath.Join(p.base, "s")
 	if err := os.Mkdir(p.sock, 0o700); err != nil {
 		return nil, err
 	}
+	exists := fileExists(filepath.Join(p.data, "PG_VERSION"))
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -105,17 +107,21 @@ func openPostgres(cfg ycsb.Config) (_ ycsb.DB, err error) {
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		p.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := filepath.WalkDir(p.base, func(path string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				return err
+		for _, dir := range []string{p.base, cfg.Dir} {
+			if err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				return os.Chown(path, uid, gid)
+			}); err != nil {
+				return nil, err
 			}
-			return os.Chown(path, uid, gid)
-		}); err != nil {
-			return nil, err
 		}
 	}
-	if err := p.run("initdb", "-D", p.data, "-U", "bench", "-A", "trust", "--locale=C", "-E", "UTF8", "--no-sync"); err != nil {
-		return nil, err
+	if !exists {
+		if err := p.run("initdb", "-D", p.data, "-U", "bench", "-A", "trust", "--locale=C", "-E", "UTF8", "--no-sync"); err != nil {
+			return nil, err
+		}
 	}
 	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c port=5432 -c max_connections=%d -c shared_buffers=%dkB -c fsync=on",
 		p.sock, p.threads+20, max(cfg.CacheBytes, 16<<20)>>10)
@@ -223,7 +229,8 @@ func (p *pgDB) Scan(start []byte, count int) (int, error) {
 	return n, rows.Err()
 }
 
-// Close stops the server and removes its directory.
+// Close stops the server and removes its socket and log; the cluster
+// stays in cfg.Dir.
 func (p *pgDB) Close() error {
 	if p.pool != nil {
 		p.pool.Close()

@@ -55,3 +55,47 @@ func LoadAndRun(ctx context.Context, d Driver, cfg Config, w *Workload, o RunOpt
 	run, err = Run(ctx, db, w, ro)
 	return load, run, err
 }
+
+// LoadOnly opens the driver on cfg.Dir (which must be empty), loads the
+// workload's records with relaxed durability and closes the engine. The
+// directory is then a loaded store for RunOn, or a template to copy: one
+// load can serve every workload with the same LoadKey, each run on its
+// own fresh copy.
+func LoadOnly(ctx context.Context, d Driver, cfg Config, w *Workload, o RunOptions) (load *Result, err error) {
+	cfg.Durability = Relaxed
+	db, err := d.Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	o.Label += " load"
+	o.MaxDuration = 0
+	load, err = Load(ctx, db, w, o)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("%s: close after load: %w", d.Name, cerr)
+	}
+	return load, err
+}
+
+// RunOn opens the driver on cfg.Dir, which holds a store LoadOnly loaded
+// with the same LoadKey (or a copy of one), runs the operations with
+// cfg.Durability and closes the engine.
+func RunOn(ctx context.Context, d Driver, cfg Config, w *Workload, o RunOptions) (run *Result, err error) {
+	db, err := d.Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	o.Label += " run"
+	run, err = Run(ctx, db, w, o)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("%s: close after run: %w", d.Name, cerr)
+	}
+	return run, err
+}
+
+// LoadKey names what the loaded store depends on (record count, record
+// shape, key order and format); workloads with equal keys can share a
+// load.
+func (w *Workload) LoadKey() string {
+	return fmt.Sprintf("records=%d fields=%dx%d hashed=%v zeropadding=%d",
+		w.RecordCount, w.FieldCount, w.FieldLength, w.Hashed, w.ZeroPadding)
+}

@@ -119,7 +119,10 @@ func (c *capper) events(cg string) string {
 }
 
 // run re-executes this program for one measurement in a fresh cgroup.
-func (c *capper) run(ctx context.Context, f *flags, nw namedWorkload, engine string, mode ycsb.Durability) (Row, error) {
+// from, when set, is a fresh copy of a load for the child to run on
+// (loadOPS is that load's rate); it is the child's to remove.
+func (c *capper) run(ctx context.Context, f *flags, nw namedWorkload, engine string, mode ycsb.Durability,
+	from string, loadOPS float64) (Row, error) {
 	c.n++
 	cg := filepath.Join(c.root, fmt.Sprintf("ycsb-%d-%d", os.Getpid(), c.n))
 	if err := os.Mkdir(cg, 0o755); err != nil {
@@ -159,6 +162,10 @@ func (c *capper) run(ctx context.Context, f *flags, nw namedWorkload, engine str
 		"--duration", f.duration.String(), "--seed", fmt.Sprint(f.seed), "--child-out", out, "--child-memory", note}
 	if f.dir != "" {
 		args = append(args, "--dir", f.dir)
+	}
+	if from != "" {
+		defer os.RemoveAll(from) // in case the child dies first
+		args = append(args, "--child-dir", from, "--child-load-ops", fmt.Sprint(loadOPS))
 	}
 	for _, p := range f.props {
 		args = append(args, "-p", p)

@@ -52,8 +52,11 @@ type flags struct {
 	cpuprofile  string
 	gcDuration  time.Duration
 	gcThreads   string
+	loadOnce    bool
 	childOut    string // internal: run one measurement, write its Row here
 	childMemory string // internal: the memory mode the parent set up
+	childDir    string // internal: a loaded store to run on (the child owns it)
+	childLoad   float64
 }
 
 func main() {
@@ -76,7 +79,10 @@ func main() {
 	flag.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole process here")
 	flag.DurationVar(&f.gcDuration, "gc-duration", 3*time.Second, "groupcommit: time per engine and goroutine count")
 	flag.StringVar(&f.gcThreads, "gc-threads", "1,4,16,64", "groupcommit: goroutine counts")
+	flag.BoolVar(&f.loadOnce, "load-once", true, "load each engine once per record set and run every workload on a fresh copy of that load")
 	flag.StringVar(&f.childOut, "child-out", "", "internal")
+	flag.StringVar(&f.childDir, "child-dir", "", "internal")
+	flag.Float64Var(&f.childLoad, "child-load-ops", 0, "internal")
 	flag.StringVar(&f.childMemory, "child-memory", "", "internal")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -227,6 +233,8 @@ func runYCSB(ctx context.Context, f *flags) error {
 		fmt.Printf("%s=%s; ", d.Name, d.CacheNote)
 	}
 	fmt.Println()
+	loads := newLoadCache(f, cache)
+	defer loads.removeAll()
 	var rows []Row
 	for _, mode := range modes {
 		for _, nw := range list {
@@ -238,12 +246,7 @@ func runYCSB(ctx context.Context, f *flags) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				var row Row
-				if capper != nil {
-					row, err = capper.run(ctx, f, nw, d.Name, mode)
-				} else {
-					row, err = measure(ctx, f, nw.name, w, d, mode, cache, memNote)
-				}
+				row, err := measureOne(ctx, f, loads, capper, nw, w, d, mode, cache, memNote)
 				if err != nil {
 					return err
 				}
@@ -261,27 +264,58 @@ func runYCSB(ctx context.Context, f *flags) error {
 	return nil
 }
 
-// measure loads and runs one workload on one engine in fresh directories
-// and prints YCSB-style result lines.
+// measureOne measures one workload on one engine in one durability mode:
+// on a fresh copy of the engine's load when --load-once, else with its own
+// load; in a memory-capped child when capper is set.
+func measureOne(ctx context.Context, f *flags, loads *loadCache, capper *capper, nw namedWorkload,
+	w *ycsb.Workload, d ycsb.Driver, mode ycsb.Durability, cache int64, memNote string) (Row, error) {
+	var from string
+	var loadOPS float64
+	if f.loadOnce {
+		tpl, ops, skip, err := loads.get(ctx, w, d)
+		if err != nil {
+			return Row{}, err
+		}
+		if skip != "" {
+			return Row{Workload: nw.name, Engine: d.Name, Durability: mode.String(), Memory: memNote, Skipped: skip}, nil
+		}
+		if from, err = copyLoad(f, tpl, d.Name, nw.name); err != nil {
+			return Row{}, err
+		}
+		loadOPS = ops
+	}
+	if capper != nil {
+		return capper.run(ctx, f, nw, d.Name, mode, from, loadOPS)
+	}
+	return measure(ctx, f, nw.name, w, d, mode, cache, memNote, from, loadOPS)
+}
+
+// measure runs one workload on one engine and prints YCSB-style result
+// lines. With from == "" it loads and runs in a fresh directory; else it
+// runs on from, a fresh copy of a load made by loadCache (loadOPS is that
+// load's rate), and removes it after.
 func measure(ctx context.Context, f *flags, wname string, w *ycsb.Workload, d ycsb.Driver,
-	mode ycsb.Durability, cache int64, memNote string) (Row, error) {
+	mode ycsb.Durability, cache int64, memNote, from string, loadOPS float64) (Row, error) {
 	row := Row{Workload: wname, Engine: d.Name, Durability: mode.String(), Memory: memNote,
 		Records: w.RecordCount, Threads: w.ThreadCount}
-	parent := f.dir
-	if parent != "" {
-		if err := os.MkdirAll(parent, 0o755); err != nil {
+	dir := from
+	if dir == "" {
+		var err error
+		if dir, err = newRunDir(f, d.Name, wname); err != nil {
 			return row, err
 		}
-	}
-	dir, err := os.MkdirTemp(parent, "ycsb-"+d.Name+"-"+wname+"-")
-	if err != nil {
-		return row, err
 	}
 	defer os.RemoveAll(dir)
 	label := fmt.Sprintf("%s/%s/%s", wname, d.Name, mode)
 	cfg := ycsb.Config{Dir: dir, Durability: mode, CacheBytes: cache, Threads: w.ThreadCount}
-	load, run, err := ycsb.LoadAndRun(ctx, d, cfg, w, ycsb.RunOptions{
-		MaxDuration: f.duration, Progress: os.Stderr, Label: label, Seed: f.seed})
+	ro := ycsb.RunOptions{MaxDuration: f.duration, Progress: os.Stderr, Label: label, Seed: f.seed}
+	var load, run *ycsb.Result
+	var err error
+	if from != "" {
+		run, err = ycsb.RunOn(ctx, d, cfg, w, ro)
+	} else {
+		load, run, err = ycsb.LoadAndRun(ctx, d, cfg, w, ro)
+	}
 	if errors.Is(err, ycsb.ErrUnavailable) {
 		fmt.Fprintf(os.Stderr, "%s: skipped: %v\n", label, err)
 		row.Skipped = err.Error()
@@ -290,8 +324,14 @@ func measure(ctx context.Context, f *flags, wname string, w *ycsb.Workload, d yc
 	if err != nil {
 		return row, fmt.Errorf("%s: %w", label, err)
 	}
-	fmt.Printf("\n== workload %s, %s, %s, %d records, %d threads\n-- load\n", wname, d.Name, mode, w.RecordCount, w.ThreadCount)
-	load.Write(os.Stdout)
+	fmt.Printf("\n== workload %s, %s, %s, %d records, %d threads\n", wname, d.Name, mode, w.RecordCount, w.ThreadCount)
+	if load != nil {
+		fmt.Println("-- load")
+		load.Write(os.Stdout)
+		loadOPS = load.OPS()
+	} else {
+		fmt.Printf("-- load: a fresh copy of one load of this engine (%.0f ops/s)\n", loadOPS)
+	}
 	fmt.Println("-- run")
 	run.Write(os.Stdout)
 	t := run.Ops["TOTAL"]
@@ -302,8 +342,19 @@ func measure(ctx context.Context, f *flags, wname string, w *ycsb.Workload, d yc
 	row.P50Us = float64(t.Quantile(.5)) / 1e3
 	row.P99Us = float64(t.Quantile(.99)) / 1e3
 	row.Errors = run.Errors
-	row.LoadOPS = load.OPS()
+	row.LoadOPS = loadOPS
 	return row, nil
+}
+
+// newRunDir makes a fresh directory for one engine's store under --dir
+// (or the system's temporary directory).
+func newRunDir(f *flags, engine, wname string) (string, error) {
+	if f.dir != "" {
+		if err := os.MkdirAll(f.dir, 0o755); err != nil {
+			return "", err
+		}
+	}
+	return os.MkdirTemp(f.dir, "ycsb-"+engine+"-"+wname+"-")
 }
 
 // runChild is one measurement inside a memory-capped cgroup: it runs the
@@ -329,7 +380,7 @@ func runChild(ctx context.Context, f *flags) error {
 	if err != nil {
 		return err
 	}
-	row, err := measure(ctx, f, list[0].name, w, d, modes[0], cache, f.childMemory)
+	row, err := measure(ctx, f, list[0].name, w, d, modes[0], cache, f.childMemory, f.childDir, f.childLoad)
 	if err != nil {
 		return err
 	}
