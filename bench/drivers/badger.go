@@ -81,12 +81,15 @@ func (b *badgerDB) Scan(start []byte, count int) (n int, err error) {
 		o.PrefetchSize = min(count, 100)
 		it := txn.NewIterator(o)
 		defer it.Close()
+		var rec []byte
 		for it.Seek(start); it.Valid() && n < count; it.Next() {
-			if err := it.Item().Value(func([]byte) error { return nil }); err != nil {
+			// The value is valid only inside the callback.
+			if err := it.Item().Value(func(v []byte) error { rec = append(rec[:0], v...); return nil }); err != nil {
 				return err
 			}
 			n++
 		}
+		_ = rec
 		return nil
 	})
 	return n, err

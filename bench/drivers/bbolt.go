@@ -78,10 +78,12 @@ func (b *boltDB) Insert(key, value []byte) error {
 func (b *boltDB) Scan(start []byte, count int) (n int, err error) {
 	err = b.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(boltBucket).Cursor()
+		var rec []byte
 		for k, v := c.Seek(start); k != nil && n < count; k, v = c.Next() {
-			_ = v
+			rec = append(rec[:0], v...) // v lives in the mmap only until the tx ends
 			n++
 		}
+		_ = rec
 		return nil
 	})
 	return n, err

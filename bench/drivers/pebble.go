@@ -83,10 +83,12 @@ func (p *pebbleDB) Scan(start []byte, count int) (int, error) {
 		return 0, err
 	}
 	n := 0
+	var rec []byte
 	for ok := it.First(); ok && n < count; ok = it.Next() {
-		_ = it.Value()
+		rec = append(rec[:0], it.Value()...) // valid only until Next
 		n++
 	}
+	_ = rec
 	if err := it.Error(); err != nil {
 		it.Close()
 		return n, err

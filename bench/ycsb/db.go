@@ -16,8 +16,12 @@ type DB interface {
 	ReadModifyWrite(key []byte, modify func(old []byte) []byte) ([]byte, error)
 	// Insert writes a new record.
 	Insert(key, value []byte) error
-	// Scan reads up to count records from the first key >= start, values
-	// included, and returns how many it read.
+	// Scan reads up to count records from the first key >= start and
+	// returns how many it read. Each value must reach the client: copied
+	// out of the engine into a buffer the client owns (one reused buffer
+	// is enough), as upstream's scan fills its result vector. Merely
+	// stepping over values an engine keeps in an mmap or block cache would
+	// measure less work than the others do.
 	Scan(start []byte, count int) (int, error)
 	// Close releases the engine.
 	Close() error
