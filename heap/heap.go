@@ -60,7 +60,7 @@ type Heap struct {
 type counters struct {
 	inserts, toasted, compressed, toastChunks atomic.Uint64
 	extends, fsmVisits, fsmMisses             atomic.Uint64
-	hints, hintImages                         atomic.Uint64
+	hints, hintImages, hintsInMemory          atomic.Uint64
 	pruned, stubs, chunksFreed, pruneBusy     atomic.Uint64
 	fsmSaves, fsmSaveErrors                   atomic.Uint64
 }
@@ -76,6 +76,7 @@ type Stats struct {
 	FSMMisses        uint64 // of those, pages that turned out not to have room
 	HintsSet         uint64 // hint-bit changes made under a share lock
 	HintImages       uint64 // full-page images logged before a first hint
+	HintsInMemory    uint64 // hints set on a clean page without dirtying it
 	PrunedTuples     uint64 // tuples of aborted inserts freed (dead or stub)
 	PrunedStubs      uint64 // of those, kept as stubs for their chain link
 	ChunksFreed      uint64 // TOAST chunks of aborted inserts freed
@@ -190,6 +191,7 @@ func (h *Heap) Stats() Stats {
 		FSMMisses:        c.fsmMisses.Load(),
 		HintsSet:         c.hints.Load(),
 		HintImages:       c.hintImages.Load(),
+		HintsInMemory:    c.hintsInMemory.Load(),
 		PrunedTuples:     c.pruned.Load(),
 		PrunedStubs:      c.stubs.Load(),
 		ChunksFreed:      c.chunksFreed.Load(),
@@ -446,6 +448,12 @@ func (w *walker) hint(p pagecache.Page, off int, offnum uint16, hdr *tupleHdr, h
 		if h.wal == nil || p.LSN() > h.wal.RedoLSN() {
 			return
 		}
+	} else if !w.b.IsDirty() {
+		// A clean page not logged since the redo point keeps the hint in
+		// memory only (doc.go, "Hint bits"): no image, no write.
+		orMask(p, off, bits)
+		h.stats.hintsInMemory.Add(1)
+		return
 	}
 	if w.npending < len(w.pending) {
 		w.pending[w.npending] = hintWork{off: off, offnum: int(offnum), xmin: hdr.xmin, xmax: hdr.xmax, bits: bits}

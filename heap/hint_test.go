@@ -30,11 +30,39 @@ func pageLSN(t *testing.T, e *env, blk base.BlockNum) base.LSN {
 	return lsn
 }
 
+// bufferDirty reports whether block blk of the test relation is dirty in
+// the pool.
+func bufferDirty(t *testing.T, e *env, blk base.BlockNum) bool {
+	t.Helper()
+	b, err := e.pool.ReadBuffer(testRel, blk, pagecache.ReadNormal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	return b.IsDirty()
+}
+
+// markDirtyUnlogged marks block blk dirty without a WAL record or a new
+// LSN: the state of a page changed before the redo point whose write is
+// still to come.
+func markDirtyUnlogged(t *testing.T, e *env, blk base.BlockNum) {
+	t.Helper()
+	b, err := e.pool.ReadBuffer(testRel, blk, pagecache.ReadNormal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.LockExclusive()
+	b.MarkDirty()
+	b.UnlockExclusive()
+	b.Release()
+}
+
 // TestHintBits checks when a read sets hint bits, and the full-page-image
 // rule: XMinCommitted is set once the commit is durable and not before;
 // XMinInvalid for an abort needs no durability; XMaxCommitted follows a
-// durable delete; and the first hint change of a page after a checkpoint
-// moved the redo pointer past it logs an image of the page first (and
+// durable delete; after a checkpoint moved the redo pointer past a page, a
+// hint on it stays in memory while the page is clean (no image, no write),
+// and the first hint once it is dirty logs an image of the page first (and
 // stamps the page), while later ones do not. Then a crash and recovery
 // from that WAL give the same answers.
 func TestHintBits(t *testing.T) {
@@ -93,6 +121,8 @@ func TestHintBits(t *testing.T) {
 		t.Fatalf("page LSN %v above the new redo pointer %v", l, redo)
 	}
 	fpi := e.wal.Stats().FPI
+	// The checkpoint wrote the page: it is clean, so b's hint stays in
+	// memory, with no image and no write.
 	c.setDurable(xb)
 	if !get(tb, "b") {
 		t.Fatal("b invisible")
@@ -100,14 +130,19 @@ func TestHintBits(t *testing.T) {
 	if m := maskOf(t, e.h, tb); m&txn.XMinCommitted == 0 {
 		t.Fatalf("durable now: mask %#x lacks XMinCommitted", m)
 	}
-	if got := e.wal.Stats().FPI; got != fpi+1 {
-		t.Fatalf("first hint after the checkpoint logged %d images, want 1", got-fpi)
+	if got := e.wal.Stats().FPI; got != fpi {
+		t.Fatalf("a hint on a clean page logged %d images, want none", got-fpi)
 	}
-	if l := pageLSN(t, e, tb.Block); l <= redo {
-		t.Fatalf("page LSN %v not past the redo pointer %v after its hint image", l, redo)
+	if dirty := bufferDirty(t, e, tb.Block); dirty {
+		t.Fatal("a hint on a clean page dirtied it")
 	}
-	// The page is logged since the redo point now: the next hint needs no
-	// image.
+	if st := e.h.Stats(); st.HintsInMemory != 1 || st.HintImages != 0 {
+		t.Fatalf("HintsInMemory = %d, HintImages = %d; want 1, 0", st.HintsInMemory, st.HintImages)
+	}
+	// A page dirtied before the redo point and not yet written (as if the
+	// checkpoint had started just after its change) would be written with
+	// the hint, so its first hint logs an image and stamps the page.
+	markDirtyUnlogged(t, e, tb.Block)
 	c.setDurable(xc)
 	if !get(tc, "c") {
 		t.Fatal("c invisible")
@@ -116,7 +151,10 @@ func TestHintBits(t *testing.T) {
 		t.Fatalf("mask %#x lacks XMinCommitted", m)
 	}
 	if got := e.wal.Stats().FPI; got != fpi+1 {
-		t.Fatalf("second hint logged an image too (%d)", got-fpi)
+		t.Fatalf("first hint on a dirty page after the checkpoint logged %d images, want 1", got-fpi)
+	}
+	if l := pageLSN(t, e, tb.Block); l <= redo {
+		t.Fatalf("page LSN %v not past the redo pointer %v after its hint image", l, redo)
 	}
 	if st := e.h.Stats(); st.HintImages != 1 {
 		t.Fatalf("HintImages = %d, want 1", st.HintImages)

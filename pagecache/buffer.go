@@ -84,6 +84,13 @@ func (b Buffer) MarkDirty() {
 	}
 }
 
+// IsDirty reports whether the page has changes not yet written. Under a
+// share lock the answer can change from dirty to clean (a write finishing)
+// but, for a page whose LSN is at or before the redo point, not from clean
+// to dirty: every change that dirties such a page needs the exclusive lock
+// (a WAL-logged change, or a hint's full-page image).
+func (b Buffer) IsDirty() bool { return b.bp.descs[b.id].state.Load()&flagDirty != 0 }
+
 // Release drops the pin. The buffer must not be used afterwards.
 func (b Buffer) Release() { b.bp.descs[b.id].unpin() }
 
