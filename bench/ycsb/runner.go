@@ -21,6 +21,9 @@ type Result struct {
 	Errors int64
 	// FirstErr is the first failure seen, for the report.
 	FirstErr error
+	// Engine is what the engine reported of itself after the phase (see
+	// Reporter), or "".
+	Engine string
 }
 
 // RunOptions are the knobs of Load and Run beyond the workload.
@@ -38,7 +41,7 @@ type RunOptions struct {
 // Load inserts records 0..RecordCount-1 with ThreadCount threads.
 func Load(ctx context.Context, db DB, w *Workload, o RunOptions) (*Result, error) {
 	var next atomic.Int64
-	res, err := phase(ctx, w, w.RecordCount, o, func(wk *worker, h *opHists, done *atomic.Int64) error {
+	res, err := phase(ctx, w, w.RecordCount, o, func(ctx context.Context, wk *worker, h *opHists, done *atomic.Int64) error {
 		for {
 			k := next.Add(1) - 1
 			if k >= w.RecordCount || ctx.Err() != nil {
@@ -61,7 +64,8 @@ func Load(ctx context.Context, db DB, w *Workload, o RunOptions) (*Result, error
 // ThreadCount threads. The store must hold records 0..RecordCount-1.
 func Run(ctx context.Context, db DB, w *Workload, o RunOptions) (*Result, error) {
 	var taken atomic.Int64
-	return phase(ctx, w, w.OperationCount, o, func(wk *worker, h *opHists, done *atomic.Int64) error {
+	// ctx in the body is the phase's, which ends at MaxDuration.
+	return phase(ctx, w, w.OperationCount, o, func(ctx context.Context, wk *worker, h *opHists, done *atomic.Int64) error {
 		for ctx.Err() == nil && taken.Add(1) <= w.OperationCount {
 			op := wk.ops.next(wk.rng)
 			t := time.Now()
@@ -114,7 +118,7 @@ func (h *opHists) record(op Op, d time.Duration, err error) {
 }
 
 func phase(ctx context.Context, w *Workload, target int64, o RunOptions,
-	body func(wk *worker, h *opHists, done *atomic.Int64) error) (*Result, error) {
+	body func(ctx context.Context, wk *worker, h *opHists, done *atomic.Int64) error) (*Result, error) {
 	if o.MaxDuration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.MaxDuration)
@@ -138,7 +142,7 @@ func phase(ctx context.Context, w *Workload, target int64, o RunOptions,
 	for i := range w.ThreadCount {
 		hists[i] = &opHists{}
 		wk := newWorker(st, seed+uint64(i)*0x1000193)
-		wg.Go(func() { errs[i] = body(wk, hists[i], &done) })
+		wg.Go(func() { errs[i] = body(ctx, wk, hists[i], &done) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)

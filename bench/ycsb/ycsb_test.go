@@ -298,3 +298,42 @@ func TestHistogram(t *testing.T) {
 		}
 	}
 }
+
+// slowDB answers every operation after a millisecond.
+type slowDB struct{}
+
+func (slowDB) Read([]byte) ([]byte, error) { time.Sleep(time.Millisecond); return nil, nil }
+func (slowDB) Update([]byte, func([]byte) []byte) error {
+	time.Sleep(time.Millisecond)
+	return nil
+}
+func (slowDB) ReadModifyWrite([]byte, func([]byte) []byte) ([]byte, error) {
+	time.Sleep(time.Millisecond)
+	return nil, nil
+}
+func (slowDB) Insert([]byte, []byte) error   { time.Sleep(time.Millisecond); return nil }
+func (slowDB) Scan([]byte, int) (int, error) { time.Sleep(time.Millisecond); return 0, nil }
+func (slowDB) Close() error                  { return nil }
+
+// TestRunStopsAtMaxDuration: the run phase ends at MaxDuration even with
+// operations left (at 1 ms each, 10^6 of them on 4 threads would take
+// minutes), and reports what it did.
+func TestRunStopsAtMaxDuration(t *testing.T) {
+	p := Properties{"recordcount": "1000", "operationcount": "1000000", "threadcount": "4",
+		"readproportion": "0.5", "updateproportion": "0.5", "requestdistribution": "zipfian"}
+	w, err := ParseWorkload(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := Run(t.Context(), slowDB{}, w, RunOptions{MaxDuration: 200 * time.Millisecond, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("a run capped at 200ms took %v", took)
+	}
+	if n := res.Ops["TOTAL"].Count(); n == 0 || n >= 1000000 {
+		t.Fatalf("%d operations in a capped run", n)
+	}
+}
