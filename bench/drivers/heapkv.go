@@ -15,7 +15,10 @@ func Heapkv() ycsb.Driver {
 	return ycsb.Driver{Name: "heapkv", CacheNote: "shared_buffers", Open: openHeapkv}
 }
 
-type heapkvDB struct{ db *kv.DB }
+type heapkvDB struct {
+	db    *kv.DB
+	start kv.Stats // at Open, so Report shows what the run did
+}
 
 func openHeapkv(cfg ycsb.Config) (ycsb.DB, error) {
 	var o kv.Options
@@ -35,7 +38,8 @@ func openHeapkv(cfg ycsb.Config) (ycsb.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &heapkvDB{db: db}, nil
+	start, _ := db.Stats() // zero counters if it fails: Report is best effort
+	return &heapkvDB{db: db, start: start}, nil
 }
 
 func (h *heapkvDB) Read(key []byte) ([]byte, error) {
@@ -108,3 +112,25 @@ func (h *heapkvDB) Scan(start []byte, count int) (int, error) {
 }
 
 func (h *heapkvDB) Close() error { return h.db.Close() }
+
+// Report says what heapkv did since Open: the buffer hit ratio, pages read
+// and written (by backends, bgwriter and checkpoints), WAL volume and
+// full-page images, CLOG reads and lock waits.
+func (h *heapkvDB) Report() string {
+	s, err := h.db.Stats()
+	if err != nil {
+		return "stats: " + err.Error()
+	}
+	b := h.start
+	hit, read := s.Database.BlocksHit-b.Database.BlocksHit, s.Database.BlocksRead-b.Database.BlocksRead
+	ratio := 0.0
+	if hit+read > 0 {
+		ratio = 100 * float64(hit) / float64(hit+read)
+	}
+	return fmt.Sprintf("buffers hit %.1f%% (%d read), written by backends %d / bgwriter %d / checkpoints %d (%d done); "+
+		"WAL %d records, %.1f MiB, %d full-page images, %d syncs; CLOG reads %d; lock waits %d",
+		ratio, read, s.BgWriter.BuffersBackend-b.BgWriter.BuffersBackend, s.BgWriter.BuffersClean-b.BgWriter.BuffersClean,
+		s.BgWriter.BuffersCheckpoint-b.BgWriter.BuffersCheckpoint, s.BgWriter.CheckpointsDone-b.BgWriter.CheckpointsDone,
+		s.WAL.Records-b.WAL.Records, float64(s.WAL.Bytes-b.WAL.Bytes)/(1<<20), s.WAL.FPI-b.WAL.FPI, s.WAL.Syncs-b.WAL.Syncs,
+		s.Transactions.CLOGReads-b.Transactions.CLOGReads, s.Transactions.LockWaits-b.Transactions.LockWaits)
+}

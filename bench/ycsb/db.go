@@ -27,6 +27,13 @@ type DB interface {
 	Close() error
 }
 
+// Reporter is implemented by drivers that can say what the engine did
+// during a phase (heapkv: buffer hits and reads, WAL volume and full-page
+// images, checkpoints, lock waits). The runner prints it after each run.
+type Reporter interface {
+	Report() string
+}
+
 // Durability of a commit, with one meaning for every engine.
 type Durability int
 

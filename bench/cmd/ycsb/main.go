@@ -21,6 +21,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/heapkv/heapkv/bench/drivers"
@@ -85,7 +86,7 @@ func main() {
 	flag.Float64Var(&f.childLoad, "child-load-ops", 0, "internal")
 	flag.StringVar(&f.childMemory, "child-memory", "", "internal")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if f.cpuprofile != "" {
 		pf, err := os.Create(f.cpuprofile)
@@ -334,6 +335,9 @@ func measure(ctx context.Context, f *flags, wname string, w *ycsb.Workload, d yc
 	}
 	fmt.Println("-- run")
 	run.Write(os.Stdout)
+	if run.Engine != "" {
+		fmt.Printf("-- %s says: %s\n", d.Name, run.Engine)
+	}
 	t := run.Ops["TOTAL"]
 	row.Operations = t.Count()
 	row.Seconds = run.Elapsed.Seconds()
