@@ -70,11 +70,30 @@ type CLOG struct {
 	cond    *sync.Cond  // on mu's write lock; signalled when a slot's I/O ends
 	scratch chan []byte // two private page copies for writes
 	slots   []clogSlot
-	byPage  map[int64]int      // pageno -> slot; at most len(slots) entries
-	tick    atomic.Uint64      // LRU clock
-	hits    atomic.Uint64      // lookups served from a resident page
-	written map[int64]struct{} // segments written since the last Sync
+	byPage  map[int64]int             // pageno -> slot; at most len(slots) entries
+	tick    atomic.Uint64             // LRU clock
+	hits    [hitStripes]paddedCounter // lookups served from a resident page, striped by xid
+	written map[int64]struct{}        // segments written since the last Sync
 	stats   CLOGStats
+}
+
+// hitStripes spreads the hit counter over cache lines, so that readers on
+// different cores do not all write one word for every Status.
+const hitStripes = 8
+
+type paddedCounter struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+// touch marks slot s most recently used. A slot that already is (the usual
+// case for the page of the newest xids) is left alone, so that hits on a
+// hot page only read the shared clock, as PostgreSQL's SlruRecentlyUsed
+// avoids rewriting the newest page's counter.
+func (c *CLOG) touch(s *clogSlot) {
+	if s.lastUsed.Load() != c.tick.Load() {
+		s.lastUsed.Store(c.tick.Add(1))
+	}
 }
 
 // CLOGStats counts SLRU activity, like pg_stat_slru.
@@ -139,9 +158,9 @@ func (c *CLOG) Status(xid base.XID) (Status, error) {
 	c.mu.RLock()
 	if i, ok := c.byPage[clogPage(xid)]; ok && c.slots[i].state == slotValid {
 		st := Status(c.slots[i].page[off/4]>>(2*(off%4))) & 3
-		c.slots[i].lastUsed.Store(c.tick.Add(1))
+		c.touch(&c.slots[i])
 		c.mu.RUnlock()
-		c.hits.Add(1)
+		c.hits[xid%hitStripes].n.Add(1)
 		return st, nil
 	}
 	c.mu.RUnlock()
@@ -239,8 +258,8 @@ func (c *CLOG) residentLocked(pageno int64, zero bool) (int, error) {
 				c.cond.Wait()
 				continue
 			case slotValid:
-				s.lastUsed.Store(c.tick.Add(1))
-				c.hits.Add(1)
+				c.touch(s)
+				c.hits[0].n.Add(1)
 				return i, nil
 			}
 		}
@@ -465,6 +484,8 @@ func (c *CLOG) Stats() CLOGStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.stats
-	st.Hits = c.hits.Load()
+	for i := range c.hits {
+		st.Hits += c.hits[i].n.Load()
+	}
 	return st
 }

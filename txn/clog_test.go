@@ -3,6 +3,7 @@ package txn
 import (
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/heapkv/heapkv/internal/base"
@@ -178,5 +179,17 @@ func BenchmarkCLOGStatus(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			c.Status(base.XID((i % 16) * xidsPerPage)) // 16 pages through 4 slots
 		}
+	})
+	// Readers on every core asking about recent xids of one page, as
+	// visibility checks of fresh versions do.
+	b.Run("cached-parallel", func(b *testing.B) {
+		var next atomic.Uint64
+		b.RunParallel(func(pb *testing.PB) {
+			i := next.Add(1) * 7919
+			for pb.Next() {
+				c.Status(base.XID(i % xidsPerPage))
+				i++
+			}
+		})
 	})
 }
