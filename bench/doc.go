@@ -20,6 +20,11 @@
 //   - bench/drivers: one ycsb.DB per engine: heapkv (kv), pebble v2,
 //     bbolt, badger v4, and PostgreSQL (a private server started with
 //     initdb/pg_ctl, over a Unix socket, via pgx; skipped when absent).
+//     Every scan copies each value out to the client, as upstream's scan
+//     fills its result vector. heapkv's driver also reports what the
+//     engine did in each run (buffer hit ratio, writes by backends,
+//     bgwriter and checkpoints, WAL volume and full-page images), printed
+//     under its result lines: the material for explaining a gap.
 //   - bench/workloads: upstream's six workload files, embedded.
 //   - bench/cmd/ycsb: the runner (ycsb mode and groupcommit mode), which
 //     writes a comparison table, CSV, JSON and SVG charts to --out.
