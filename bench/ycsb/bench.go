@@ -53,9 +53,6 @@ func LoadAndRun(ctx context.Context, d Driver, cfg Config, w *Workload, o RunOpt
 	ro := o
 	ro.Label = o.Label + " run"
 	run, err = Run(ctx, db, w, ro)
-	if r, ok := db.(Reporter); ok && run != nil {
-		run.Engine = r.Report()
-	}
 	return load, run, err
 }
 
@@ -89,9 +86,6 @@ func RunOn(ctx context.Context, d Driver, cfg Config, w *Workload, o RunOptions)
 	}
 	o.Label += " run"
 	run, err = Run(ctx, db, w, o)
-	if r, ok := db.(Reporter); ok && run != nil {
-		run.Engine = r.Report()
-	}
 	if cerr := db.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("%s: close after run: %w", d.Name, cerr)
 	}

@@ -61,8 +61,17 @@ func Load(ctx context.Context, db DB, w *Workload, o RunOptions) (*Result, error
 }
 
 // Run executes OperationCount operations (or until MaxDuration) with
-// ThreadCount threads. The store must hold records 0..RecordCount-1.
+// ThreadCount threads. The store must hold records 0..RecordCount-1. A
+// Reporter db's report on the phase goes into the Result.
 func Run(ctx context.Context, db DB, w *Workload, o RunOptions) (*Result, error) {
+	res, err := run(ctx, db, w, o)
+	if r, ok := db.(Reporter); ok && res != nil {
+		res.Engine = r.Report()
+	}
+	return res, err
+}
+
+func run(ctx context.Context, db DB, w *Workload, o RunOptions) (*Result, error) {
 	var taken atomic.Int64
 	// ctx in the body is the phase's, which ends at MaxDuration.
 	return phase(ctx, w, w.OperationCount, o, func(ctx context.Context, wk *worker, h *opHists, done *atomic.Int64) error {
