@@ -638,12 +638,12 @@ func (h *Heap) Newest(newest base.TID, key []byte) (v txn.Version, tid base.TID,
 
 // SetXmax marks the version of key at tid deleted by xid, or, with
 // lockOnly, locked by it (a row lock: the version stays current). expect
-// is the xmax the caller judged the version with (txn.CheckWrite on the
-// Version from Newest): if the tuple's xmax is no longer that, another
+// is the Version the caller judged (txn.CheckWrite on the Version from
+// Newest): if the tuple's xmax or its lock-only bit is no longer that, another
 // writer got there first and SetXmax returns ErrXmaxChanged without
 // changing anything. The check and the change happen under the page's
 // exclusive lock, so two writers cannot both succeed.
-func (h *Heap) SetXmax(tid base.TID, key []byte, expect, xid base.XID, lockOnly bool) error {
+func (h *Heap) SetXmax(tid base.TID, key []byte, expect txn.Version, xid base.XID, lockOnly bool) error {
 	b, err := h.pool.ReadBuffer(h.rel, tid.Block, pagecache.ReadNormal, nil)
 	if errors.Is(err, pagecache.ErrBlockOutOfRange) {
 		return fmt.Errorf("heap: relation %d: set xmax of %v: %w", h.rel, tid, ErrNoTuple)
@@ -663,8 +663,14 @@ func (h *Heap) SetXmax(tid base.TID, key []byte, expect, xid base.XID, lockOnly 
 	if !ok || hdr.mask&maskStub != 0 {
 		return fmt.Errorf("heap: relation %d: set xmax of %v: %w", h.rel, tid, ErrNoTuple)
 	}
-	if hdr.xmax != expect {
-		return fmt.Errorf("heap: relation %d: set xmax of %v to %d: found %d, expected %d: %w", h.rel, tid, xid, hdr.xmax, expect, ErrXmaxChanged)
+	// The lock-only bit is part of the expectation: a row lock that its
+	// holder turned into an update keeps the same xmax, and a writer that
+	// judged the lock (gone once its holder committed) must not take the
+	// row from under the update.
+	lockedOnly := hdr.mask&uint32(xmaxLockOnly) != 0
+	if hdr.xmax != expect.XMax || lockedOnly != (expect.Mask&txn.XMaxLockOnly != 0) {
+		return fmt.Errorf("heap: relation %d: set xmax of %v to %d: found %d (lock only %v), expected %d: %w",
+			h.rel, tid, xid, hdr.xmax, lockedOnly, expect.XMax, ErrXmaxChanged)
 	}
 	c := h.begin(b)
 	setXmaxLocked(p, off, xid, lockOnly)

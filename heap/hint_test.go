@@ -162,7 +162,7 @@ func TestHintBits(t *testing.T) {
 
 	// XMaxCommitted after a durable delete; the deleted row is gone.
 	xe := c.newXID()
-	if err := e.h.SetXmax(ta, []byte("a"), 0, xe, false); err != nil {
+	if err := e.h.SetXmax(ta, []byte("a"), txn.Version{}, xe, false); err != nil {
 		t.Fatal(err)
 	}
 	c.set(xe, txn.Committed, true)

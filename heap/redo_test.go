@@ -88,7 +88,7 @@ func TestRedoRebuildsPages(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := e.h.SetXmax(live[j].tid, live[j].key, tup.XMax, xid, rng.IntN(2) == 0); err != nil {
+				if err := e.h.SetXmax(live[j].tid, live[j].key, txn.Version{XMax: tup.XMax, Mask: tup.Mask}, xid, rng.IntN(2) == 0); err != nil {
 					t.Fatal(err)
 				}
 				e.clog.set(xid, txn.Committed, true)

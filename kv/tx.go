@@ -355,14 +355,14 @@ func (tx *Tx) put(ks *keyspace, key, value []byte, _ bool) error {
 			}
 			// A concurrent writer indexed the key first: our version is
 			// garbage; mark it deleted by us and look again.
-			if err := ks.heap.SetXmax(tid, key, base.InvalidXID, xid, false); err != nil {
+			if err := ks.heap.SetXmax(tid, key, txn.Version{}, xid, false); err != nil {
 				return err
 			}
 			continue
 		}
 		if w.live {
 			// Claim the row: mark the current version replaced by us.
-			err := ks.heap.SetXmax(w.tid, key, w.version.XMax, xid, false)
+			err := ks.heap.SetXmax(w.tid, key, w.version, xid, false)
 			if errors.Is(err, heap.ErrXmaxChanged) {
 				continue // another writer got there first
 			}
@@ -386,7 +386,7 @@ func (tx *Tx) put(ks *keyspace, key, value []byte, _ bool) error {
 			}
 			return err
 		}
-		if err := ks.heap.SetXmax(tid, key, base.InvalidXID, xid, false); err != nil {
+		if err := ks.heap.SetXmax(tid, key, txn.Version{}, xid, false); err != nil {
 			return err
 		}
 	}
@@ -404,7 +404,7 @@ func (tx *Tx) del(ks *keyspace, key []byte) (bool, error) {
 		if err != nil || !found || !w.live {
 			return false, err
 		}
-		err = ks.heap.SetXmax(w.tid, key, w.version.XMax, xid, false)
+		err = ks.heap.SetXmax(w.tid, key, w.version, xid, false)
 		if errors.Is(err, heap.ErrXmaxChanged) {
 			continue
 		}
@@ -430,7 +430,7 @@ func (tx *Tx) lockRow(ks *keyspace, key []byte) ([]byte, error) {
 			return nil, ErrNotFound
 		}
 		if w.version.XMax != xid {
-			err = ks.heap.SetXmax(w.tid, key, w.version.XMax, xid, true)
+			err = ks.heap.SetXmax(w.tid, key, w.version, xid, true)
 			if errors.Is(err, heap.ErrXmaxChanged) {
 				continue
 			}
