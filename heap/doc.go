@@ -94,8 +94,9 @@
 // The walk ends, with "absent", when the chain ends. Writers use two more
 // calls. Newest returns the newest version whose insert did not abort (the
 // one txn.CheckWrite judges, and the prev link of the next version).
-// SetXmax sets xmax only if it still holds the value the writer judged,
-// checking and setting under the page's exclusive lock. So of two writers
+// SetXmax sets xmax only if it and its lock-only bit still hold what the
+// writer judged (a lock its holder turned into an update keeps the same
+// xmax), checking and setting under the page's exclusive lock. So of two writers
 // that judged the same version, one succeeds and the other gets
 // ErrXmaxChanged and looks again, as in PostgreSQL, where heap_update
 // re-checks HeapTupleSatisfiesUpdate under the buffer lock.
