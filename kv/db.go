@@ -101,19 +101,14 @@ func open(fsys vfs.FS, dir string, opts *Options) (_ *DB, err error) {
 			db.abandon()
 		}
 	}()
-	fresh, err := db.checkFormat()
+	creating, err := db.prepareDir()
 	if err != nil {
 		return nil, err
-	}
-	if fresh {
-		if err := db.resetDir(); err != nil {
-			return nil, err
-		}
 	}
 	if err := db.openEngine(); err != nil {
 		return nil, err
 	}
-	if fresh {
+	if creating {
 		if err := db.finishCreate(); err != nil {
 			return nil, err
 		}
@@ -142,71 +137,6 @@ func lockDir(fsys vfs.FS, dir string) (io.Closer, error) {
 		f.Close()
 	}
 	return l, nil
-}
-
-// checkFormat reads DIR/format and reports whether the directory is new.
-// The format file is written last when a directory is created, so a
-// directory without one holds at most the leftovers of a creation that
-// crashed, which resetDir clears. data_checksums is fixed at creation.
-func (db *DB) checkFormat() (fresh bool, err error) {
-	p := path.Join(db.dir, "format")
-	b, err := vfs.ReadFile(db.fs, p)
-	if vfs.IsNotExist(err) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("kv: read %s: %w", p, err)
-	}
-	var version int
-	var checksums string
-	if _, err := fmt.Sscanf(string(b), "heapkv %d\ndata_checksums %s\n", &version, &checksums); err != nil {
-		return false, fmt.Errorf("%w: %s: unreadable format file: %v", ErrIncompatible, p, err)
-	}
-	if version != formatVersion {
-		return false, fmt.Errorf("%w: %s is format %d, this build reads format %d", ErrIncompatible, db.dir, version, formatVersion)
-	}
-	want := Enabled
-	if checksums == "off" {
-		want = Disabled
-	}
-	if db.cfg.source["data_checksums"] != "default" && db.cfg.DataChecksums != want {
-		return false, fmt.Errorf("%w: data_checksums is %s for %s and is fixed at creation", ErrBadSetting, want, db.dir)
-	}
-	db.cfg.DataChecksums = want
-	return false, nil
-}
-
-// resetDir removes what an interrupted creation may have left: the control
-// file and the WAL, CLOG and relation files. It touches nothing else.
-func (db *DB) resetDir() error {
-	for _, sub := range []string{"wal", "clog", "base"} {
-		d := path.Join(db.dir, sub)
-		names, err := db.fs.List(d)
-		if vfs.IsNotExist(err) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			if err := db.fs.Remove(path.Join(d, n)); err != nil {
-				return fmt.Errorf("kv: clear interrupted creation: %w", err)
-			}
-		}
-	}
-	if err := db.fs.Remove(path.Join(db.dir, "control")); err != nil && !vfs.IsNotExist(err) {
-		return err
-	}
-	return nil
-}
-
-// finishCreate makes the new directory durable and marks it complete.
-func (db *DB) finishCreate() error {
-	if err := db.wal.Checkpoint(); err != nil {
-		return err
-	}
-	text := fmt.Sprintf("heapkv %d\ndata_checksums %s\n", formatVersion, db.cfg.DataChecksums)
-	return vfs.WriteFileAtomic(db.fs, path.Join(db.dir, "format"), []byte(text))
 }
 
 // openEngine wires the subsystems and runs recovery: buffer pool, WAL,

@@ -46,10 +46,14 @@
 //
 // # Files
 //
-// DIR/format is written last when a directory is created (a directory
-// without it is an interrupted creation and is cleared); DIR/LOCK holds the
-// pid of the process that has the directory (flock); relation files whose
-// keyspace was dropped, or created by a transaction that never committed,
+// DIR/creating is written before any other engine file when a directory is
+// created and removed after DIR/format, which is written last. Open clears
+// a directory without a format file only if the creating marker proves it
+// is our own interrupted creation; engine files with neither are refused
+// with ErrCorrupt naming the missing file, and nothing is deleted
+// (datadir.go). DIR/LOCK holds the pid of the process that has the
+// directory (flock); relation files that no committed or prepared catalog
+// entry names (a dropped keyspace, or a create whose transaction aborted)
 // are removed at Open.
 //
 // # Concurrency
