@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/txn"
 )
 
 // The catalog is a keyspace of its own (relations 1 and 2) mapping each
@@ -141,27 +142,65 @@ func (db *DB) dropFiles(ks *keyspace) {
 	}
 }
 
-// removeOrphans deletes relation files that no committed catalog entry
-// names. It runs at Open, before any transaction.
+// removeOrphans deletes relation files that no catalog entry names, where
+// an entry counts if it is committed and not deleted by a committed
+// transaction, or if a prepared transaction inserted it: that transaction
+// may still commit, and its keyspace's rows are in those files. (A
+// prepared drop leaves the committed entry undeleted until it commits, so
+// its files stay too.) It runs at Open, after recovery and before any
+// other transaction, so the only transactions in progress are prepared
+// ones.
 func (db *DB) removeOrphans() error {
 	keep := map[base.RelFileNode]bool{catalogHeapRel: true, catalogIndexRel: true, defaultHeapRel: true, defaultIndexRel: true}
-	tx, err := db.Begin(nil, TxOptions{})
-	if err != nil {
+	t := db.txm.Begin()
+	defer t.Rollback()
+	var snap txn.Snapshot
+	if err := t.Snapshot(&snap); err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	it := tx.scan(db.catalog, nil, nil, nil)
+	it := db.catalog.tree.Scan(nil, nil, false)
 	for it.Next() {
-		h, i, err := decodeCatalogEntry(it.Value())
+		key := it.Key()
+		v, tid, ok, err := db.catalog.heap.Newest(it.TID(), key)
 		if err != nil {
 			it.Close()
 			return err
 		}
+		if !ok {
+			continue // every version aborted
+		}
+		inserted, deleted, _, err := txn.Judge(v, &snap, db.txm)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if !inserted || deleted {
+			st, err := db.txm.Status(v.XMin)
+			if err != nil {
+				it.Close()
+				return err
+			}
+			if st != txn.InProgress {
+				continue
+			}
+		}
+		t, err := db.catalog.heap.Fetch(tid)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		h, i, err := decodeCatalogEntry(t.Value)
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("kv: catalog entry %q: %w", key, err)
+		}
 		keep[h], keep[i] = true, true
 	}
-	if err := it.Close(); err != nil {
+	if err := it.Err(); err != nil {
+		it.Close()
 		return err
 	}
+	it.Close()
 	dir := path.Join(db.dir, "base")
 	names, err := db.fs.List(dir)
 	if err != nil {
