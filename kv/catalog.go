@@ -99,7 +99,7 @@ func (tx *Tx) DropKeyspace(name string) error {
 	defer tx.end()
 	ks, err := tx.lookupKeyspace(name)
 	if err != nil {
-		return err
+		return tx.fail(err)
 	}
 	if ks == tx.db.def {
 		return fmt.Errorf("%w: the default keyspace cannot be dropped", ErrBadSetting)

@@ -42,7 +42,14 @@
 // Writers of one key therefore serialise on the version's xmax and the
 // index entry; readers never wait for writers and writers never wait for
 // readers. A transaction that meets ErrSerialization or ErrDeadlock is
-// rolled back on the spot; Update retries it.
+// rolled back on the spot; Update retries it. Any other failure of a
+// statement (an I/O error, a canceled or timed-out lock wait) may have come
+// after the statement began changing a row, so it rolls the transaction
+// back too and leaves it aborted: every later call but Rollback returns
+// ErrTxAborted, and Commit rolls back (PostgreSQL's "current transaction is
+// aborted"). ErrNotFound, the keyspace errors and validation errors
+// (empty or oversized key or value, checked before anything changes) leave
+// the transaction as it was.
 //
 // # Files
 //

@@ -19,6 +19,11 @@ var (
 	ErrValueTooLarge = errors.New("kv: value too large")
 	// ErrTxDone: the transaction has committed or rolled back.
 	ErrTxDone = errors.New("kv: transaction has already committed or rolled back")
+	// ErrTxAborted: an earlier call of the transaction failed part-way
+	// (an I/O error, a canceled lock wait), so the transaction was rolled
+	// back; every call but Rollback returns this, and Commit rolls back.
+	// PostgreSQL's "current transaction is aborted".
+	ErrTxAborted = errors.New("kv: current transaction is aborted; roll it back")
 	// ErrClosed: the database has been closed.
 	ErrClosed = errors.New("kv: database is closed")
 	// ErrLocked: another process (or another Open in this one) has the

@@ -76,6 +76,10 @@ func (it *Iterator) Next() bool {
 		it.err, it.done = ErrTxDone, true
 		return false
 	}
+	if it.tx.aborted != nil {
+		it.err, it.done = it.tx.abortedErr(), true
+		return false
+	}
 	if err := it.tx.db.enter(); err != nil {
 		it.err, it.done = err, true
 		return false
@@ -83,14 +87,14 @@ func (it *Iterator) Next() bool {
 	defer it.tx.db.leave()
 	for it.limit == 0 || it.n < it.limit {
 		if !it.it.Next() {
-			it.err, it.done = it.it.Err(), true
+			it.err, it.done = it.tx.fail(it.it.Err()), true
 			return false
 		}
 		key := it.it.Key()
 		it.tx.t.SetOwn(&it.snap) // writes of tx since the scan began are its own
 		v, _, ok, err := it.ks.heap.Get(it.it.TID(), key, &it.snap, it.value[:0])
 		if err != nil {
-			it.err, it.done = err, true
+			it.err, it.done = it.tx.fail(err), true
 			return false
 		}
 		if !ok {

@@ -53,8 +53,12 @@ type Tx struct {
 	snap     txn.Snapshot
 	haveSnap bool
 	done     bool
-	dropped  []*keyspace // keyspaces dropped by this transaction
-	counts   map[*keyspace]*txCounts
+	// aborted is the error that ended the transaction block mid-way (a
+	// failed statement): tx has been rolled back, every call but Rollback
+	// fails with ErrTxAborted, and Commit rolls back.
+	aborted error
+	dropped []*keyspace // keyspaces dropped by this transaction
+	counts  map[*keyspace]*txCounts
 }
 
 // txCounts are a transaction's changes to one keyspace, applied to its
@@ -112,6 +116,9 @@ func (tx *Tx) begin(write bool) error {
 	if tx.done {
 		return ErrTxDone
 	}
+	if tx.aborted != nil {
+		return tx.abortedErr()
+	}
 	if write && tx.opts.ReadOnly {
 		return ErrReadOnly
 	}
@@ -132,13 +139,23 @@ func (tx *Tx) snapshot() *txn.Snapshot {
 	return &tx.snap
 }
 
-// fail rolls tx back if err means it cannot go on (a serialization
-// failure, a deadlock), and returns err translated to kv's sentinels.
+// fail translates err to kv's sentinels and decides what it means for tx.
+// ErrNotFound and the keyspace errors are answers, not failures: tx goes
+// on. A serialization failure or deadlock rolls tx back and ends it (retry
+// from the start). Any other error came from a statement that may have
+// changed rows part-way (a Put that set the old version's xmax and then
+// failed to insert the new one), so, as in PostgreSQL's "current
+// transaction is aborted", tx is rolled back at once and every later call
+// but Rollback fails with ErrTxAborted; Commit rolls back too. Validation
+// errors (empty or oversized key or value) are returned before any change
+// and never reach fail.
 func (tx *Tx) fail(err error) error {
 	if err == nil {
 		return nil
 	}
 	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoKeyspace), errors.Is(err, ErrKeyspaceExists):
+		return err
 	case errors.Is(err, txn.ErrDeadlock):
 		tx.db.stats.deadlocks.Add(1)
 		tx.abort()
@@ -148,16 +165,34 @@ func (tx *Tx) fail(err error) error {
 		tx.abort()
 		return err
 	case errors.Is(err, heap.ErrValueTooLarge):
-		return fmt.Errorf("%w: %v", ErrValueTooLarge, err)
+		err = fmt.Errorf("%w: %v", ErrValueTooLarge, err)
 	}
+	tx.abortBlock(err)
 	return err
+}
+
+// abortBlock rolls tx back after a failed statement and keeps the cause
+// for the calls that follow (see fail).
+func (tx *Tx) abortBlock(cause error) {
+	if tx.done || tx.aborted != nil {
+		return
+	}
+	tx.aborted = cause
+	tx.t.Rollback() // an error here (the engine stopped) leaves the xid to recovery
+	tx.settleCounts(false)
+}
+
+func (tx *Tx) abortedErr() error {
+	return fmt.Errorf("%w (it failed with: %v)", ErrTxAborted, tx.aborted)
 }
 
 func (tx *Tx) abort() {
 	if !tx.done {
 		tx.done = true
-		tx.t.Rollback()
-		tx.settleCounts(false)
+		if tx.aborted == nil {
+			tx.t.Rollback()
+			tx.settleCounts(false)
+		}
 	}
 }
 
@@ -463,6 +498,10 @@ func (tx *Tx) Commit() error {
 	if tx.done {
 		return ErrTxDone
 	}
+	if tx.aborted != nil {
+		tx.done = true
+		return tx.abortedErr()
+	}
 	if err := tx.db.enter(); err != nil {
 		return err
 	}
@@ -486,6 +525,9 @@ func (tx *Tx) Rollback() error {
 		return ErrTxDone
 	}
 	tx.done = true
+	if tx.aborted != nil {
+		return nil // rolled back when its statement failed
+	}
 	tx.settleCounts(false)
 	return tx.t.Rollback()
 }
@@ -584,6 +626,10 @@ func (db *DB) DropKeyspace(name string) error {
 func (tx *Tx) Prepare(gid string) error {
 	if tx.done {
 		return ErrTxDone
+	}
+	if tx.aborted != nil {
+		tx.done = true
+		return tx.abortedErr()
 	}
 	if err := tx.db.enter(); err != nil {
 		return err
