@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"log/slog"
@@ -332,6 +331,10 @@ type config struct {
 	source map[string]string
 }
 
+// maxConfLine bounds a line of heapkv.conf: no setting needs more, and a
+// longer line is a damaged or wrong file, not something to skip.
+const maxConfLine = 64 << 10
+
 // resolveConfig combines the defaults, the conf file's text (if any) and
 // the caller's options, in that order of increasing precedence. A bad line
 // of the file is an error naming the line.
@@ -344,9 +347,12 @@ func resolveConfig(confName string, conf []byte, opts *Options) (*config, error)
 		}
 		c.source[def.name] = "default"
 	}
-	sc := bufio.NewScanner(bytes.NewReader(conf))
-	for lineNo := 1; sc.Scan(); lineNo++ {
-		line := stripComment(sc.Text())
+	for lineNo, raw := range bytes.Split(conf, []byte("\n")) {
+		lineNo++
+		if len(raw) > maxConfLine {
+			return nil, fmt.Errorf("%w: %s line %d: %d bytes long, at most %d", ErrBadSetting, confName, lineNo, len(raw), maxConfLine)
+		}
+		line := stripComment(strings.TrimSuffix(string(raw), "\r"))
 		if strings.TrimSpace(line) == "" {
 			continue
 		}

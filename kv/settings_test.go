@@ -2,6 +2,7 @@ package kv
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -137,4 +138,42 @@ func TestOptionsSetWinsOverFile(t *testing.T) {
 	if c.SynchronousCommit != SyncOn || c.source["synchronous_commit"] != "options" || c.SharedBuffers != 64<<20 {
 		t.Fatalf("Set lost to the file: sync %v (%s), shared_buffers %d", c.SynchronousCommit, c.source["synchronous_commit"], c.SharedBuffers)
 	}
+}
+
+// A line too long for a line scanner used to end the file silently, so
+// the settings after it were ignored (issue 11).
+func TestConfLongLine(t *testing.T) {
+	long := "# " + strings.Repeat("x", 70<<10) + "\n"
+	_, err := resolveConfig("heapkv.conf", []byte("work_mem = 8MB\n"+long+"shared_buffers = 1MB\n"), nil)
+	if !errors.Is(err, ErrBadSetting) || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("conf with a 70 KiB line: %v, want ErrBadSetting naming line 2", err)
+	}
+	c, err := resolveConfig("heapkv.conf", []byte("# "+strings.Repeat("y", 60<<10)+"\r\nshared_buffers = 1MB\r\n"), nil)
+	if err != nil || c.SharedBuffers != 1<<20 {
+		t.Fatalf("a 60 KiB comment, CRLF lines: %v, shared_buffers %d", err, c.SharedBuffers)
+	}
+}
+
+func FuzzConf(f *testing.F) {
+	f.Add([]byte("shared_buffers = 256MB  # comment\nwork_mem 8MB\n"))
+	f.Add([]byte("synchronous_commit = off\nwal_compression = 'zstd'\n"))
+	f.Add([]byte("bogus = 1\n"))
+	f.Add([]byte("shared_buffers = -1\n\n\n#\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := resolveConfig("heapkv.conf", b, nil)
+		if err != nil {
+			if !errors.Is(err, ErrBadSetting) {
+				t.Fatalf("error without ErrBadSetting: %v", err)
+			}
+			return
+		}
+		// Whatever was accepted shows back as values the parser accepts.
+		var text strings.Builder
+		for _, s := range c.settings() {
+			fmt.Fprintf(&text, "%s = '%s'\n", s.Name, s.Value)
+		}
+		if _, err := resolveConfig("shown", []byte(text.String()), nil); err != nil {
+			t.Fatalf("SHOW output of an accepted file does not parse: %v\n%s", err, text.String())
+		}
+	})
 }
