@@ -41,6 +41,7 @@ type DB struct {
 	cfg *config
 
 	lock io.Closer
+	halt *base.Halt // the engine's fatal state, shared by every subsystem
 	pool *pagecache.Pool
 	wal  *xlog.Log
 	txm  *txn.Manager
@@ -95,7 +96,7 @@ func open(fsys vfs.FS, dir string, opts *Options) (_ *DB, err error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{fs: fsys, dir: dir, cfg: cfg, lock: lock, keyspaces: make(map[base.RelFileNode]*keyspace)}
+	db := &DB{fs: fsys, dir: dir, cfg: cfg, lock: lock, halt: base.NewHalt(), keyspaces: make(map[base.RelFileNode]*keyspace)}
 	defer func() {
 		if err != nil {
 			db.abandon()
@@ -311,13 +312,20 @@ func (db *DB) abandon() {
 
 // Close waits for calls in progress, writes a shutdown checkpoint and
 // releases the directory. A transaction still open gets ErrClosed from then
-// on; its writes are lost, as in a crash.
+// on; its writes are lost, as in a crash. If the engine has stopped on a
+// fatal I/O error, Close writes nothing (no checkpoint may move the redo
+// point past data that may not be durable), releases the directory and
+// returns ErrEngineStopped; the next Open recovers.
 func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
 	db.closeMu.Lock()
 	defer db.closeMu.Unlock()
+	if err := db.halt.Err(); err != nil {
+		db.abandon()
+		return err
+	}
 	db.ksMu.Lock()
 	for _, ks := range db.keyspaces {
 		ks.heap.SaveFSM()
@@ -330,6 +338,9 @@ func (db *DB) Close() error {
 	if lerr := db.lock.Close(); err == nil {
 		err = lerr
 	}
+	if herr := db.halt.Err(); herr != nil {
+		return herr // the shutdown checkpoint itself failed fatally
+	}
 	return err
 }
 
@@ -338,6 +349,9 @@ func (db *DB) Close() error {
 func (db *DB) enter() error {
 	if db.closed.Load() {
 		return ErrClosed
+	}
+	if err := db.halt.Err(); err != nil {
+		return err
 	}
 	db.closeMu.RLock()
 	if db.closed.Load() {

@@ -24,6 +24,13 @@ var (
 	// back; every call but Rollback returns this, and Commit rolls back.
 	// PostgreSQL's "current transaction is aborted".
 	ErrTxAborted = errors.New("kv: current transaction is aborted; roll it back")
+	// ErrEngineStopped: a failed fsync of the WAL, the CLOG or a data
+	// file, or a failed WAL write, stopped the engine (as PostgreSQL
+	// PANICs): the kernel may have dropped data it had acknowledged, so
+	// nothing goes on until recovery. Every call returns it, wrapping the
+	// cause; Close releases the directory without a checkpoint, and the
+	// next Open recovers from the WAL every commit that was acknowledged.
+	ErrEngineStopped = base.ErrStopped
 	// ErrClosed: the database has been closed.
 	ErrClosed = errors.New("kv: database is closed")
 	// ErrLocked: another process (or another Open in this one) has the
