@@ -27,7 +27,8 @@
 // the transaction's snapshot (txn.Judge). Repeatable Read takes one snapshot
 // for the transaction, Read Committed one per operation (a scan keeps the
 // one it started with). A write finds the newest version that did not
-// abort, and asks txn.CheckWrite about it:
+// abort, and asks txn.CheckWrite about it (if its inserter aborted in
+// between, the write looks again: the version below is the row):
 //
 //  1. another running transaction holds it: wait for that xid (the lock
 //     manager detects deadlocks) and look again;

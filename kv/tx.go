@@ -312,6 +312,10 @@ type writeTarget struct {
 	live     bool     // the snapshot sees it, not deleted
 }
 
+// testHookAfterNewest, if set, runs in acquire between Newest and
+// CheckWrite (tests use it to end the version's inserter in that window).
+var testHookAfterNewest func()
+
 // acquire finds key's newest version and waits until no other running
 // transaction holds it. Under Repeatable Read a change committed after the
 // snapshot is ErrSerialization; under Read Committed the next attempt
@@ -334,11 +338,21 @@ func (tx *Tx) acquire(ks *keyspace, key []byte) (found bool, w writeTarget, err 
 		if !ok {
 			return true, w, nil // every version aborted: the key is free
 		}
-		check, waitFor, _, err := txn.CheckWrite(v, snap, tx.db.txm)
+		if testHookAfterNewest != nil {
+			testHookAfterNewest()
+		}
+		check, waitFor, hints, err := txn.CheckWrite(v, snap, tx.db.txm)
 		if err != nil {
 			return false, w, err
 		}
 		switch check {
+		case txn.WriteOK:
+			if (v.Mask|hints)&txn.XMinInvalid != 0 {
+				// v's inserter aborted after Newest passed it: v is not
+				// the row, the version below it is (Newest skips v now).
+				// Judged, v would read as a missing row.
+				continue
+			}
 		case txn.WriteWait:
 			if err := tx.t.Wait(tx.ctx, waitFor); err != nil {
 				return false, w, err
