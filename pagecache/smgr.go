@@ -57,17 +57,21 @@ func (s *Storage) path(rel base.RelFileNode) string {
 	return path.Join(s.dir, strconv.FormatUint(uint64(rel), 10))
 }
 
-// Create creates an empty relation file and makes its name durable.
+// Create creates an empty relation file and makes its name durable. A
+// relation whose file exists already is opened, never truncated: only an
+// error that proves the file missing (fs.ErrNotExist) leads to the create.
+// Any other error (EIO, EACCES, ...) is returned naming the relation, since
+// creating the file anyway would empty a relation that may hold data.
 func (s *Storage) Create(rel base.RelFileNode) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.mu.files[rel]; ok {
 		return nil
 	}
-	p := s.path(rel)
-	if _, err := s.fs.Stat(p); err == nil {
-		return s.openLocked(rel)
+	if err := s.openLocked(rel); !errors.Is(err, ErrNoRelation) {
+		return err // opened (nil), or an error that does not prove absence
 	}
+	p := s.path(rel)
 	f, err := s.fs.Create(p)
 	if err != nil {
 		return fmt.Errorf("pagecache: create relation %d: %w", rel, err)
@@ -80,7 +84,10 @@ func (s *Storage) Create(rel base.RelFileNode) error {
 	return nil
 }
 
-// Exists reports whether the relation's file exists.
+// Exists reports whether the relation's file exists. An error other than
+// fs.ErrNotExist while looking counts as existing: the file may well be
+// there, and the usual follow-up of a false answer is Create. Create itself
+// does not rely on Exists; it is safe to call for a relation that exists.
 func (s *Storage) Exists(rel base.RelFileNode) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,7 +95,7 @@ func (s *Storage) Exists(rel base.RelFileNode) bool {
 		return true
 	}
 	_, err := s.fs.Stat(s.path(rel))
-	return err == nil
+	return !vfs.IsNotExist(err)
 }
 
 // openLocked opens an existing relation file. s.mu must be held.
