@@ -161,6 +161,12 @@ func (s *Storage) Read(rel base.RelFileNode, blk base.BlockNum, buf []byte) erro
 
 // Write writes buf as block blk of rel and remembers that rel needs an fsync
 // at the next checkpoint. Writing past the end extends the file.
+//
+// The relation is registered for fsync after the write has returned, not
+// before (PostgreSQL's register_dirty_segment after mdwrite): a Sync that
+// runs between a registration and the write would clear it and fsync too
+// early, and the next checkpoint would then not fsync the file at all,
+// though its redo point moves past the WAL of the page written.
 func (s *Storage) Write(rel base.RelFileNode, blk base.BlockNum, buf []byte) error {
 	rf, err := s.file(rel)
 	if err != nil {
@@ -168,7 +174,6 @@ func (s *Storage) Write(rel base.RelFileNode, blk base.BlockNum, buf []byte) err
 	}
 	s.mu.Lock()
 	failed := s.mu.failed
-	s.mu.pending[rel] = struct{}{}
 	s.mu.Unlock()
 	if failed != nil {
 		return failed
@@ -176,6 +181,9 @@ func (s *Storage) Write(rel base.RelFileNode, blk base.BlockNum, buf []byte) err
 	if _, err := rf.f.WriteAt(buf[:BlockSize], int64(blk)*BlockSize); err != nil {
 		return fmt.Errorf("pagecache: write block %d of relation %d: %w", blk, rel, err)
 	}
+	s.mu.Lock()
+	s.mu.pending[rel] = struct{}{}
+	s.mu.Unlock()
 	rf.mu.Lock()
 	rf.nblocks = max(rf.nblocks, blk+1)
 	rf.mu.Unlock()
