@@ -24,7 +24,8 @@ const smoothingSamples = 16
 const scanWholePoolEvery = 120 * time.Second
 
 // StartBgWriter starts the background writer goroutine, which runs a round
-// every BgWriterDelay until Close.
+// every BgWriterDelay until Close, or until the Halt stops: a stopped engine
+// writes no page.
 func (bp *Pool) StartBgWriter() {
 	bp.wg.Add(1)
 	go func() {
@@ -34,6 +35,8 @@ func (bp *Pool) StartBgWriter() {
 		for {
 			select {
 			case <-bp.stop:
+				return
+			case <-bp.cfg.Halt.Done():
 				return
 			case <-t.C:
 				if _, err := bp.BgWriterRound(); err != nil {
@@ -50,11 +53,15 @@ func (bp *Pool) StartBgWriter() {
 // (bgwriter_lru_multiplier times the smoothed recent demand), then walks
 // ahead of the clock hand writing dirty buffers that the sweep would find
 // reusable, until it has found that many, has written BgWriterLRUMaxPages,
-// or would lap the clock.
+// or would lap the clock. After the Halt has stopped it writes nothing and
+// returns the Halt's error.
 func (bp *Pool) BgWriterRound() (written int, err error) {
 	s := &bp.bgw
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := bp.cfg.Halt.Err(); err != nil {
+		return 0, err
+	}
 
 	hand := bp.hand.Load()
 	allocs := bp.stats.allocs.Load()

@@ -15,14 +15,22 @@ import (
 // the count written and the total, and may sleep to spread the writes over
 // checkpoint_completion_target; the caller owns time.
 //
-// A failed fsync is fatal (ErrDataSyncFailed); the pool refuses writes from
-// then on.
+// A failed page write returns its error and leaves the page dirty; the
+// checkpoint has failed but nothing is lost, and a later one writes the page.
+// A failed fsync is fatal (ErrDataSyncFailed): it stops Config.Halt, and the
+// pool refuses writes from then on. Once the Halt has stopped, for whatever
+// reason, Checkpoint writes no buffer and returns the Halt's error, since a
+// checkpoint that completed would let the caller move the redo point past
+// changes that may not be durable.
 func (bp *Pool) Checkpoint(progress func(done, total int)) error {
 	if bp.closed.Load() {
 		return ErrClosed
 	}
 	bp.ckpt.Lock()
 	defer bp.ckpt.Unlock()
+	if err := bp.cfg.Halt.Err(); err != nil {
+		return err
+	}
 
 	// Mark the buffers to write, remembering their tags.
 	ids := bp.ckpt.ids[:0]

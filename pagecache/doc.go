@@ -6,7 +6,11 @@
 // Storage maps each relation to one file, DIR/base/<relfilenode>, and reads,
 // writes, extends and truncates it in BlockSize (8 KiB) blocks. It remembers
 // which files were written since the last checkpoint, so a checkpoint fsyncs
-// exactly those.
+// exactly those; a file is registered after its write returns, so a
+// concurrent fsync can never clear the registration of a write it did not
+// cover. It creates a relation's file only when the file system says it does
+// not exist (fs.ErrNotExist); any other error is returned, because creating
+// over an existing file would truncate it.
 //
 // Pool caches pages of those files in one slab of SharedBuffers bytes mapped
 // outside the Go heap (anonymous mmap, transparent huge pages requested), so
@@ -54,8 +58,8 @@
 //  4. A victim is chosen by the clock sweep: the hand passes over buffers,
 //     skipping pinned ones and decrementing usage counts, and takes the
 //     first unpinned buffer with count zero. If it passes every buffer and
-//     all are pinned, ReadBuffer fails with ErrNoUnpinnedBuffers rather than
-//     wait.
+//     all are pinned, ReadBuffer fails with ErrNoUnpinnedBuffers (the
+//     sentinel itself, for errors.Is) rather than wait.
 //  5. A dirty victim is written before reuse by the goroutine that chose it,
 //     but only if it can take the content latch without waiting; otherwise
 //     the sweep moves on (waiting could deadlock with a latch holder that is
@@ -74,13 +78,26 @@
 //     buffer that became dirty; it takes a fresh one instead.
 //  9. A checkpoint marks the buffers dirty when it starts, writes them
 //     sorted by (relation, block), then fsyncs every file written since the
-//     last checkpoint. A failed fsync of a data file is fatal: the pool
-//     returns ErrDataSyncFailed from then on, and the engine must restart
-//     and recover from WAL (the kernel may have dropped the pages).
+//     last checkpoint. A failed fsync of a data file is fatal: it stops
+//     Config.Halt with an error matching ErrDataSyncFailed (and the failure
+//     is sticky in the Storage as well), and the engine must restart and
+//     recover from WAL (the kernel may have dropped the pages). A failed
+//     page write is not fatal: the page stays dirty (flagIOError set) and
+//     whoever next needs it clean, eviction, background writer or
+//     checkpoint, writes it again; the checkpoint that met the error fails.
 //  10. The background writer (BgWriterRound, every BgWriterDelay) walks ahead
 //     of the clock hand and writes dirty buffers the sweep would reuse next,
 //     enough for the recent demand times BgWriterLRUMultiplier, at most
 //     BgWriterLRUMaxPages per round, never lapping the hand.
+//  11. Once Config.Halt has stopped (a failed fsync here, or of the WAL or
+//     CLOG elsewhere), no page reaches a data file: the background writer
+//     goroutine quits, BgWriterRound, Checkpoint, Extend and the write of a
+//     dirty victim return the Halt's error, and Storage refuses every
+//     create, write, extend, truncate, drop and fsync. A checkpoint that
+//     completed would let the redo point move past changes that may not be
+//     durable. Reads go on: cached pages are served, and a miss may reuse a
+//     clean victim (ReadBuffer fails only if the victim it takes is dirty).
+//     The checks are made at each layer; Storage's alone suffices.
 //
 // # Lock order
 //

@@ -14,7 +14,8 @@ var (
 	// ErrDataSyncFailed is returned once an fsync of a data file has failed.
 	// The kernel may have dropped the dirty pages, so nothing written since
 	// the last checkpoint can be trusted on disk: the engine must stop and
-	// recover from the WAL, as PostgreSQL PANICs since 2018.
+	// recover from the WAL, as PostgreSQL PANICs since 2018. The failure
+	// stops Config.Halt, whose error then wraps this one.
 	ErrDataSyncFailed = errors.New("pagecache: fsync of a data file failed; the engine must stop and recover from WAL")
 	// ErrClosed is returned by a pool that has been closed.
 	ErrClosed = errors.New("pagecache: pool is closed")

@@ -44,6 +44,15 @@ type Config struct {
 	BgWriterLRUMultiplier float64
 	// Logger receives background errors. Default: discard.
 	Logger *slog.Logger
+	// Halt is the engine's fatal state. A failed fsync of a data file
+	// stops it (Storage.Sync; NewPool hands it to the Storage). Once it is
+	// stopped, for any reason, the pool writes no page: the background
+	// writer quits, Checkpoint, Extend and the write of a dirty victim
+	// return its error, and the Storage changes nothing on disk. Reading
+	// goes on: pages in the pool are served and clean victims are reused.
+	// A failed page write is not fatal and does not stop it (the page stays
+	// dirty and is written again later). Nil: never stops (tests).
+	Halt *base.Halt
 }
 
 func (c *Config) fill() {
@@ -129,6 +138,7 @@ func NewPool(smgr *Storage, cfg Config) (*Pool, error) {
 		bp.scratch <- slab[off : off+BlockSize : off+BlockSize]
 	}
 	bp.ckpt.ids = make([]ckptEntry, nbuf)
+	smgr.setHalt(cfg.Halt)
 	return bp, nil
 }
 
@@ -162,7 +172,9 @@ const (
 
 // ReadBuffer returns block blk of rel pinned. With strategy non-nil the
 // buffer is taken from and returned to the strategy's ring. On error no pin
-// is held. The caller must Release the buffer exactly once.
+// is held. The caller must Release the buffer exactly once. After the Halt
+// has stopped, reads still work (rule 11): only a miss whose victim is dirty
+// fails, with the Halt's error, since that page may not be written.
 func (bp *Pool) ReadBuffer(rel base.RelFileNode, blk base.BlockNum, mode ReadMode, strategy *Strategy) (Buffer, error) {
 	if bp.closed.Load() {
 		return Buffer{}, ErrClosed
@@ -210,10 +222,14 @@ func (bp *Pool) ReadBuffer(rel base.RelFileNode, blk base.BlockNum, mode ReadMod
 }
 
 // Extend adds a block to rel and returns it pinned, zeroed and locked
-// exclusively. The caller initialises the page and marks it dirty.
+// exclusively. The caller initialises the page and marks it dirty. After the
+// Halt has stopped it fails with the Halt's error.
 func (bp *Pool) Extend(rel base.RelFileNode, strategy *Strategy) (Buffer, error) {
 	if bp.closed.Load() {
 		return Buffer{}, ErrClosed
+	}
+	if err := bp.cfg.Halt.Err(); err != nil {
+		return Buffer{}, err
 	}
 	blk, err := bp.smgr.Extend(rel)
 	if err != nil {
@@ -448,8 +464,16 @@ func (bp *Pool) terminateIO(d *bufferDesc, cleaned bool, set uint64, failed bool
 // The caller holds a pin and the content latch in share mode, so the page
 // cannot change under the copy. The WAL is flushed up to the page's LSN
 // first (rule 6). counter counts the write by its source.
+//
+// A failed write leaves the buffer dirty (and flagIOError set), to be
+// written again by whoever next needs it clean; it is not fatal. After the
+// Halt has stopped, flushBuffer writes nothing and returns the Halt's error,
+// leaving the buffer as it is.
 func (bp *Pool) flushBuffer(id int32, counter *atomic.Uint64) (bool, error) {
 	d := &bp.descs[id]
+	if err := bp.cfg.Halt.Err(); err != nil {
+		return false, err
+	}
 	if !bp.startIO(d, false) {
 		return false, nil
 	}

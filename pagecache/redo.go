@@ -7,15 +7,14 @@ import (
 // LockForRedo returns block blk of rel pinned and locked exclusively for WAL
 // replay (PostgreSQL's XLogReadBufferExtended). A missing relation file is
 // created and a block past the end is supplied as a zero page, because the
-// WAL may describe pages whose writes never reached the disk. With zero the
+// WAL may describe pages whose writes never reached the disk; only a file
+// known to be missing is created (Storage.Create). With zero the
 // page is not read at all and comes back zeroed: a full-page image will
 // overwrite it, which is also how a torn page is repaired. done unlocks and
 // releases the buffer, marking it dirty first if dirty.
 func (bp *Pool) LockForRedo(rel base.RelFileNode, blk base.BlockNum, zero bool) (page []byte, done func(dirty bool), err error) {
-	if !bp.smgr.Exists(rel) {
-		if err := bp.smgr.Create(rel); err != nil {
-			return nil, nil, err
-		}
+	if err := bp.smgr.Create(rel); err != nil {
+		return nil, nil, err
 	}
 	// Extend the file with zero pages up to blk, as PostgreSQL's
 	// XLogReadBufferExtended does: the relation's size then covers every

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/heapkv/heapkv/internal/base"
 	"github.com/heapkv/heapkv/internal/vfs"
@@ -20,9 +21,15 @@ import (
 //
 // Storage does no caching of page contents; that is the buffer pool's job.
 // Its maps hold one entry per relation, never one per block.
+//
+// A failed fsync stops the engine's Halt (given by NewPool from
+// Config.Halt) and is sticky besides. Once the Halt is stopped, for that or
+// any other reason, Storage changes nothing on disk: Create, Write, Extend,
+// Truncate, Drop and Sync return the Halt's error. Reads go on working.
 type Storage struct {
-	fs  vfs.FS
-	dir string // DIR/base
+	fs   vfs.FS
+	dir  string // DIR/base
+	halt atomic.Pointer[base.Halt]
 
 	mu struct {
 		sync.Mutex
@@ -53,21 +60,42 @@ func OpenStorage(fsys vfs.FS, dir string) (*Storage, error) {
 	return s, nil
 }
 
+// setHalt makes h the Halt that a failed fsync stops and that stops every
+// change to the files. NewPool calls it with Config.Halt.
+func (s *Storage) setHalt(h *base.Halt) { s.halt.Store(h) }
+
+// changeAllowedLocked returns the error that forbids changing the files:
+// the Halt's once the engine has stopped, else the sticky fsync failure,
+// else nil. s.mu must be held.
+func (s *Storage) changeAllowedLocked() error {
+	if err := s.halt.Load().Err(); err != nil {
+		return err
+	}
+	return s.mu.failed
+}
+
 func (s *Storage) path(rel base.RelFileNode) string {
 	return path.Join(s.dir, strconv.FormatUint(uint64(rel), 10))
 }
 
-// Create creates an empty relation file and makes its name durable.
+// Create creates an empty relation file and makes its name durable. A
+// relation whose file exists already is opened, never truncated: only an
+// error that proves the file missing (fs.ErrNotExist) leads to the create.
+// Any other error (EIO, EACCES, ...) is returned naming the relation, since
+// creating the file anyway would empty a relation that may hold data.
 func (s *Storage) Create(rel base.RelFileNode) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.mu.files[rel]; ok {
 		return nil
 	}
-	p := s.path(rel)
-	if _, err := s.fs.Stat(p); err == nil {
-		return s.openLocked(rel)
+	if err := s.openLocked(rel); !errors.Is(err, ErrNoRelation) {
+		return err // opened (nil), or an error that does not prove absence
 	}
+	if err := s.changeAllowedLocked(); err != nil {
+		return err
+	}
+	p := s.path(rel)
 	f, err := s.fs.Create(p)
 	if err != nil {
 		return fmt.Errorf("pagecache: create relation %d: %w", rel, err)
@@ -80,7 +108,10 @@ func (s *Storage) Create(rel base.RelFileNode) error {
 	return nil
 }
 
-// Exists reports whether the relation's file exists.
+// Exists reports whether the relation's file exists. An error other than
+// fs.ErrNotExist while looking counts as existing: the file may well be
+// there, and the usual follow-up of a false answer is Create. Create itself
+// does not rely on Exists; it is safe to call for a relation that exists.
 func (s *Storage) Exists(rel base.RelFileNode) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,7 +119,7 @@ func (s *Storage) Exists(rel base.RelFileNode) bool {
 		return true
 	}
 	_, err := s.fs.Stat(s.path(rel))
-	return err == nil
+	return !vfs.IsNotExist(err)
 }
 
 // openLocked opens an existing relation file. s.mu must be held.
@@ -154,21 +185,29 @@ func (s *Storage) Read(rel base.RelFileNode, blk base.BlockNum, buf []byte) erro
 
 // Write writes buf as block blk of rel and remembers that rel needs an fsync
 // at the next checkpoint. Writing past the end extends the file.
+//
+// The relation is registered for fsync after the write has returned, not
+// before (PostgreSQL's register_dirty_segment after mdwrite): a Sync that
+// runs between a registration and the write would clear it and fsync too
+// early, and the next checkpoint would then not fsync the file at all,
+// though its redo point moves past the WAL of the page written.
 func (s *Storage) Write(rel base.RelFileNode, blk base.BlockNum, buf []byte) error {
 	rf, err := s.file(rel)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	failed := s.mu.failed
-	s.mu.pending[rel] = struct{}{}
+	refused := s.changeAllowedLocked()
 	s.mu.Unlock()
-	if failed != nil {
-		return failed
+	if refused != nil {
+		return refused
 	}
 	if _, err := rf.f.WriteAt(buf[:BlockSize], int64(blk)*BlockSize); err != nil {
 		return fmt.Errorf("pagecache: write block %d of relation %d: %w", blk, rel, err)
 	}
+	s.mu.Lock()
+	s.mu.pending[rel] = struct{}{}
+	s.mu.Unlock()
 	rf.mu.Lock()
 	rf.nblocks = max(rf.nblocks, blk+1)
 	rf.mu.Unlock()
@@ -206,6 +245,12 @@ func (s *Storage) Truncate(rel base.RelFileNode, nblocks base.BlockNum) error {
 	}
 	rf.extendMu.Lock()
 	defer rf.extendMu.Unlock()
+	s.mu.Lock()
+	refused := s.changeAllowedLocked()
+	s.mu.Unlock()
+	if refused != nil {
+		return refused
+	}
 	if err := rf.f.Truncate(int64(nblocks) * BlockSize); err != nil {
 		return fmt.Errorf("pagecache: truncate relation %d to %d blocks: %w", rel, nblocks, err)
 	}
@@ -223,6 +268,9 @@ func (s *Storage) Truncate(rel base.RelFileNode, nblocks base.BlockNum) error {
 func (s *Storage) Drop(rel base.RelFileNode) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.changeAllowedLocked(); err != nil {
+		return err
+	}
 	if rf, ok := s.mu.files[rel]; ok {
 		rf.f.Close()
 		delete(s.mu.files, rel)
@@ -238,12 +286,14 @@ func (s *Storage) Drop(rel base.RelFileNode) error {
 }
 
 // Sync fsyncs every relation written since the last Sync. A failed fsync is
-// sticky: the kernel may have thrown the dirty pages away, so this and every
-// later write or Sync returns ErrDataSyncFailed and the engine must stop.
+// fatal: the kernel may have thrown the dirty pages away, so Sync stops the
+// Halt with an error matching ErrDataSyncFailed, and this and every later
+// change or Sync fails (with the Halt's error, or the sticky fsync error if
+// there is no Halt). After a Halt stopped for any reason Sync refuses too:
+// a checkpoint must not complete once the engine has stopped.
 func (s *Storage) Sync() error {
 	s.mu.Lock()
-	if s.mu.failed != nil {
-		err := s.mu.failed
+	if err := s.changeAllowedLocked(); err != nil {
 		s.mu.Unlock()
 		return err
 	}
@@ -262,8 +312,11 @@ func (s *Storage) Sync() error {
 		if err := rf.f.Sync(); err != nil {
 			err = fmt.Errorf("%w: relation %d: %w", ErrDataSyncFailed, rels[i], err)
 			s.mu.Lock()
-			s.mu.failed = err
+			if s.mu.failed == nil {
+				s.mu.failed = err
+			}
 			s.mu.Unlock()
+			s.halt.Load().Stop(err)
 			return err
 		}
 	}

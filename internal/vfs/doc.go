@@ -27,6 +27,18 @@
 // Writes to different files are not ordered with respect to each other unless
 // a Sync separates them.
 //
+// # Permissions
+//
+// Only the owner may read or write the database's files, whatever the
+// process's umask (as PostgreSQL does): MkdirAll makes each directory it
+// creates DirPerm (0700) and Create and Lock make files FilePerm (0600). The
+// OS implementation asks for that mode and then sets it with chmod, since a
+// umask can only remove bits (a umask of 0777 would leave 0000); until then
+// the file is never more open than asked. Directories that exist already
+// keep their mode. Perm reports the permission bits of a file or directory,
+// so the engine can refuse a data directory that others may write; MemFS
+// records them per file and directory and has a Chmod for tests.
+//
 // # Concurrency
 //
 // An FS and its Files may be used from many goroutines. MemFS guards all of

@@ -31,6 +31,12 @@ import (
 // "/a/b" and "a//c/../b" name the same file. Directories are explicit: a file
 // can only be created in a directory made by MkdirAll.
 //
+// Every file and directory has permission bits, as the OS FS would leave
+// them: DirPerm for a directory (the root too), FilePerm for a file, FilePerm
+// again after a Create that truncates an existing file. Chmod changes them,
+// so a test can make a directory group- or world-writable; Perm reports
+// them. They are metadata that needs no sync: a Crash keeps them.
+//
 // A torn write (see CrashOptions.TearProbability) leaves the file as if the
 // whole write had reached the disk and then every byte from the first lost
 // sector on had been put back to what the disk held before: old contents
@@ -95,6 +101,7 @@ type inode struct {
 	data    []byte
 	durable []byte
 	pending []fileOp
+	mode    fs.FileMode // permission bits
 }
 
 func (*inode) isNode() {}
@@ -123,12 +130,13 @@ type dirNode struct {
 	cur     map[string]node
 	durable map[string]node
 	pending []dirOp
+	mode    fs.FileMode // permission bits
 }
 
 func (*dirNode) isNode() {}
 
 func newDir() *dirNode {
-	return &dirNode{cur: map[string]node{}, durable: map[string]node{}}
+	return &dirNode{cur: map[string]node{}, durable: map[string]node{}, mode: DirPerm}
 }
 
 type dirOpKind int
@@ -303,7 +311,7 @@ func (c *cloner) dir(d *dirNode) *dirNode {
 	if nd, ok := c.dirs[d]; ok {
 		return nd
 	}
-	nd := &dirNode{}
+	nd := &dirNode{mode: d.mode}
 	c.dirs[d] = nd
 	nd.cur = c.entries(d.cur)
 	nd.durable = c.entries(d.durable)
@@ -322,6 +330,7 @@ func (c *cloner) inode(ino *inode) *inode {
 		data:    slices.Clone(ino.data),
 		durable: slices.Clone(ino.durable),
 		pending: slices.Clone(ino.pending),
+		mode:    ino.mode,
 	}
 	c.inodes[ino] = ni
 	return ni
@@ -587,18 +596,19 @@ func (m *MemFS) Create(name string) (File, error) {
 	return m.openLocked(name, p, createLocked(d, base, true)), nil
 }
 
-// createLocked returns the file base in d, creating it if missing and
-// truncating it if it exists and truncate is set. The entry must not be a
-// directory.
+// createLocked returns the file base in d, creating it (mode FilePerm) if
+// missing and truncating it, and setting its mode to FilePerm, if it exists
+// and truncate is set. The entry must not be a directory.
 func createLocked(d *dirNode, base string, truncate bool) *inode {
 	if ino, ok := d.cur[base].(*inode); ok {
 		if truncate {
 			ino.data = ino.data[:0]
 			ino.pending = append(ino.pending, fileOp{truncate: true})
+			ino.mode = FilePerm
 		}
 		return ino
 	}
-	ino := &inode{}
+	ino := &inode{mode: FilePerm}
 	d.cur[base] = ino
 	d.pending = append(d.pending, dirOp{kind: dirAdd, name: base, node: ino})
 	return ino
@@ -757,6 +767,55 @@ func (m *MemFS) Stat(name string) (int64, error) {
 		return 0, &fs.PathError{Op: "stat", Path: name, Err: err}
 	}
 	return int64(len(ino.data)), nil
+}
+
+// nodeLocked resolves a cleaned path to a file or directory.
+func (m *MemFS) nodeLocked(p string) (node, error) {
+	if p == "/" {
+		return m.mu.root, nil
+	}
+	d, base, err := m.parentLocked(p)
+	if err != nil {
+		return nil, err
+	}
+	if n, ok := d.cur[base]; ok {
+		return n, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+// Perm returns the permission bits of the named file or directory.
+func (m *MemFS) Perm(name string) (fs.FileMode, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.nodeLocked(clean(name))
+	if err != nil {
+		return 0, &fs.PathError{Op: "stat", Path: name, Err: err}
+	}
+	if d, ok := n.(*dirNode); ok {
+		return d.mode, nil
+	}
+	return n.(*inode).mode, nil
+}
+
+// Chmod sets the permission bits (mode & fs.ModePerm) of the named file or
+// directory, at once and durably. It exists for tests, for example of an
+// engine that must refuse a group- or world-writable data directory; FS
+// has no Chmod.
+func (m *MemFS) Chmod(name string, mode fs.FileMode) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.nodeLocked(clean(name))
+	if err != nil {
+		return &fs.PathError{Op: "chmod", Path: name, Err: err}
+	}
+	switch n := n.(type) {
+	case *dirNode:
+		n.mode = mode.Perm()
+	case *inode:
+		n.mode = mode.Perm()
+	}
+	return nil
 }
 
 // SyncDir makes the current entries of dir durable.

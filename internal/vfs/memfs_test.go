@@ -1078,6 +1078,63 @@ func TestMemFSClone(t *testing.T) {
 	}
 }
 
+// TestMemFSModes: MemFS keeps the permission bits the OS FS would leave
+// (DirPerm, FilePerm), lets a test change them with Chmod, and keeps them
+// through renames, crashes and clones.
+func TestMemFSModes(t *testing.T) {
+	m := newTestFS(t, "db/base")
+	put(t, m, "db/f", []byte("x"))
+	must(t, m.Chmod("db", 0o777))
+	must(t, m.Chmod("db/f", 0o644|fs.ModeSetuid)) // only the permission bits count
+	check := func(when string, want map[string]fs.FileMode) {
+		t.Helper()
+		for name, w := range want {
+			if got, err := m.Perm(name); got != w || err != nil {
+				t.Errorf("%s: Perm(%s) = %04o, %v; want %04o", when, name, got, err, w)
+			}
+		}
+	}
+	check("after Chmod", map[string]fs.FileMode{"/": DirPerm, "db": 0o777, "db/base": DirPerm, "db/f": 0o644})
+
+	must(t, m.Rename("db/f", "db/g"))
+	must(t, m.SyncDir("db"))
+	m.Crash(CrashOptions{})
+	check("after rename and crash", map[string]fs.FileMode{"db": 0o777, "db/g": 0o644})
+	c := m.Clone()
+	must(t, c.Chmod("db", 0o700))
+	check("original after chmod of the clone", map[string]fs.FileMode{"db": 0o777})
+	if got, _ := c.Perm("db/g"); got != 0o644 {
+		t.Errorf("clone: Perm(db/g) = %04o, want 0644", got)
+	}
+
+	// Create makes the file private again, as the OS FS's fchmod does; a
+	// Lock of an existing file leaves its mode.
+	f, err := m.Create("db/g")
+	must(t, err)
+	must(t, f.Close())
+	must(t, m.Chmod("db/g", 0o666))
+	l, err := m.Lock("db/g")
+	must(t, err)
+	must(t, l.Close())
+	check("after Lock", map[string]fs.FileMode{"db/g": 0o666})
+	f, err = m.Create("db/g")
+	must(t, err)
+	must(t, f.Close())
+	check("after Create", map[string]fs.FileMode{"db/g": FilePerm})
+
+	for _, name := range []string{"missing", "db/missing", "db/g/x"} {
+		if _, err := m.Perm(name); err == nil {
+			t.Errorf("Perm(%s) succeeded", name)
+		}
+		if err := m.Chmod(name, 0o700); err == nil {
+			t.Errorf("Chmod(%s) succeeded", name)
+		}
+	}
+	if _, err := m.Perm("db/missing"); !IsNotExist(err) {
+		t.Errorf("Perm of a missing file: %v, want fs.ErrNotExist", err)
+	}
+}
+
 func TestMemFSCorruptByte(t *testing.T) {
 	m := newTestFS(t)
 	put(t, m, "f", []byte("abc"))

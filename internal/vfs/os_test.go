@@ -2,9 +2,13 @@ package vfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path"
 	"slices"
+	"syscall"
 	"testing"
 )
 
@@ -110,6 +114,19 @@ func testFSBasics(t *testing.T, fsys FS, root string) {
 		t.Errorf("after WriteFileAtomic: %q", got)
 	}
 
+	// Modes: directories DirPerm, files FilePerm, whatever created them.
+	for _, c := range []struct {
+		name string
+		want fs.FileMode
+	}{{"a", DirPerm}, {"a/atomic", FilePerm}} {
+		if got, err := fsys.Perm(p(c.name)); got != c.want || err != nil {
+			t.Errorf("Perm(%s) = %v, %v; want %v", c.name, got, err, c.want)
+		}
+	}
+	if _, err := fsys.Perm(p("a/missing")); !IsNotExist(err) {
+		t.Errorf("Perm of a missing file: %v, want fs.ErrNotExist", err)
+	}
+
 	// Locks conflict within one process and are released by Close.
 	l1, err := fsys.Lock(p("a/LOCK"))
 	must(t, err)
@@ -120,4 +137,75 @@ func testFSBasics(t *testing.T, fsys FS, root string) {
 	l2, err := fsys.Lock(p("a/LOCK"))
 	must(t, err)
 	must(t, l2.Close())
+}
+
+// TestOSModesIgnoreUmask: whatever the umask, what the OS FS creates has
+// exactly DirPerm or FilePerm. A umask of 0 would leave 0755/0644 with
+// plain mkdir/open modes of 0777/0666, and one of 0777 would leave 0000.
+// Directories and files that exist already are not made private by
+// MkdirAll, but Create of an existing file is.
+func TestOSModesIgnoreUmask(t *testing.T) {
+	for _, mask := range []int{0, 0o777, 0o022} {
+		t.Run(fmt.Sprintf("umask%04o", mask), func(t *testing.T) {
+			root := t.TempDir()
+			must(t, os.Chmod(root, 0o755))
+			must(t, os.WriteFile(path.Join(root, "old"), []byte("x"), 0o644))
+			must(t, os.Chmod(path.Join(root, "old"), 0o644))
+
+			old := syscall.Umask(mask)
+			defer syscall.Umask(old)
+			p := func(name string) string { return path.Join(root, name) }
+			fsys := Default
+			must(t, fsys.MkdirAll(p("data/base/sub")))
+			f, err := fsys.Create(p("data/base/f"))
+			must(t, err)
+			must(t, f.Close())
+			f, err = fsys.Create(p("old")) // exists with 0644
+			must(t, err)
+			must(t, f.Close())
+			must(t, WriteFileAtomic(fsys, p("data/format"), []byte("v1")))
+			l, err := fsys.Lock(p("data/LOCK"))
+			must(t, err)
+			must(t, l.Close())
+			syscall.Umask(old)
+
+			for _, c := range []struct {
+				name string
+				want fs.FileMode
+			}{
+				{"", 0o755}, // existed: left alone
+				{"data", DirPerm},
+				{"data/base", DirPerm},
+				{"data/base/sub", DirPerm},
+				{"data/base/f", FilePerm},
+				{"old", FilePerm},
+				{"data/format", FilePerm},
+				{"data/LOCK", FilePerm},
+			} {
+				fi, err := os.Stat(p(c.name))
+				must(t, err)
+				if got := fi.Mode().Perm(); got != c.want {
+					t.Errorf("umask %04o: %s has mode %04o, want %04o", mask, p(c.name), got, c.want)
+				}
+				if got, err := fsys.Perm(p(c.name)); got != c.want || err != nil {
+					t.Errorf("umask %04o: Perm(%s) = %04o, %v; want %04o", mask, p(c.name), got, err, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestOSPermSeesChanges: Perm reports the mode as it is now, which is what
+// a check for a group- or world-writable data directory needs.
+func TestOSPermSeesChanges(t *testing.T) {
+	dir := path.Join(t.TempDir(), "db")
+	must(t, Default.MkdirAll(dir))
+	must(t, os.Chmod(dir, 0o777))
+	if got, err := Default.Perm(dir); got != 0o777 || err != nil {
+		t.Fatalf("Perm after chmod 0777 = %04o, %v", got, err)
+	}
+	must(t, Default.MkdirAll(dir)) // exists: not changed
+	if got, _ := Default.Perm(dir); got != 0o777 {
+		t.Fatalf("MkdirAll of an existing directory changed its mode to %04o", got)
+	}
 }

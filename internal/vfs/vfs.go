@@ -30,9 +30,14 @@ type File interface {
 // Durability follows POSIX as storage engines must assume it: a write is
 // durable after Sync of its file; a create, rename or remove is durable after
 // SyncDir of the directory that holds the name.
+//
+// Files are created with mode FilePerm and directories with DirPerm, whatever
+// the process's umask (see doc.go, Permissions).
 type FS interface {
 	// Create creates the named file, or truncates it if it exists, and opens
-	// it for reading and writing.
+	// it for reading and writing. The file's mode is FilePerm afterwards,
+	// also if it existed with another. Use it only for a file known to be
+	// missing or meant to be emptied: it truncates.
 	Create(name string) (File, error)
 	// Open opens an existing file for reading and writing. A missing file
 	// gives an error that matches fs.ErrNotExist.
@@ -41,21 +46,33 @@ type FS interface {
 	Remove(name string) error
 	// Rename atomically replaces newname with oldname.
 	Rename(oldname, newname string) error
-	// MkdirAll creates a directory and any missing parents.
+	// MkdirAll creates a directory and any missing parents, each with mode
+	// DirPerm. Directories that exist already keep their mode.
 	MkdirAll(dir string) error
 	// List returns the names (not paths) of the entries of dir, sorted.
 	List(dir string) ([]string, error)
 	// Stat returns the size of the named file; a missing file gives an error
 	// that matches fs.ErrNotExist.
 	Stat(name string) (size int64, err error)
+	// Perm returns the permission bits (fs.ModePerm) of the named file or
+	// directory, following symbolic links; a missing one gives an error that
+	// matches fs.ErrNotExist.
+	Perm(name string) (fs.FileMode, error)
 	// SyncDir makes the entries of dir (creates, renames, removes) durable.
 	SyncDir(dir string) error
 	// Lock takes an exclusive advisory lock on the named file, creating it if
-	// needed. It fails at once, matching ErrLocked, if the lock is held,
-	// whether by this process or another. Closing the returned value releases
-	// the lock.
+	// needed (with mode FilePerm). It fails at once, matching ErrLocked, if
+	// the lock is held, whether by this process or another. Closing the
+	// returned value releases the lock.
 	Lock(name string) (io.Closer, error)
 }
+
+// The modes of what an FS creates: only the owner may read or write the
+// database's files (PostgreSQL's pg_dir_create_mode / pg_file_create_mode).
+const (
+	DirPerm  fs.FileMode = 0o700
+	FilePerm fs.FileMode = 0o600
+)
 
 // ErrLocked is returned by FS.Lock when another holder has the lock.
 var ErrLocked = errors.New("vfs: file is locked")
@@ -65,7 +82,10 @@ func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 // WriteFileAtomic replaces name with data durably: it writes a temporary file
 // beside it, syncs it, renames it over name and syncs the directory. After a
-// crash the file holds either the old or the new contents, never a mix.
+// crash the file holds either the old or the new contents, never a mix. The
+// temporary file, name+".tmp", is the helper's own: Create truncating one
+// left by an earlier attempt is intended; name itself is only ever replaced
+// by the rename, never truncated. The new file has mode FilePerm.
 func WriteFileAtomic(fsys FS, name string, data []byte) error {
 	tmp := name + ".tmp"
 	f, err := fsys.Create(tmp)
