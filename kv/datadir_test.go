@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"errors"
+	iofs "io/fs"
 	"strings"
 	"testing"
 
@@ -157,4 +158,30 @@ func FuzzParseFormat(f *testing.F) {
 			t.Fatalf("parse(%q) = %d, %s; encodes back as %q", b, v, c, got)
 		}
 	})
+}
+
+// A data directory others can write to is refused, as PostgreSQL refuses
+// one; nothing in it changes.
+func TestOpenRefusesWritableDirectory(t *testing.T) {
+	fs := vfs.NewMemFS()
+	db := openMem(t, fs, smallOpts())
+	db.Put([]byte("k"), []byte("v"))
+	db.Close()
+	for _, mode := range []iofs.FileMode{0o770, 0o702, 0o777} {
+		if err := fs.Chmod("/db", mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := open(fs, "/db", smallOpts()); !errors.Is(err, iofs.ErrPermission) || !strings.Contains(err.Error(), "chmod 0700") {
+			t.Fatalf("open of a directory with mode %04o: %v, want ErrPermission with advice", mode, err)
+		}
+	}
+	fs.Chmod("/db", 0o750) // group may read, as PostgreSQL allows
+	db = openMem(t, fs, smallOpts())
+	defer db.Close()
+	if v, err := db.Get([]byte("k")); err != nil || string(v) != "v" {
+		t.Fatalf("get after the refusals: %q, %v", v, err)
+	}
+	if m, err := fs.Perm("/db/base"); err != nil || m != 0o700 {
+		t.Fatalf("base/ has mode %04o (%v), want 0700", m, err)
+	}
 }

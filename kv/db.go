@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"strconv"
@@ -83,6 +84,9 @@ func open(fsys vfs.FS, dir string, opts *Options) (_ *DB, err error) {
 	if err := fsys.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("kv: create %s: %w", dir, err)
 	}
+	if err := checkDirPerm(fsys, dir); err != nil {
+		return nil, err
+	}
 	confPath := path.Join(dir, "heapkv.conf")
 	conf, err := vfs.ReadFile(fsys, confPath)
 	if err != nil && !vfs.IsNotExist(err) {
@@ -115,6 +119,21 @@ func open(fsys vfs.FS, dir string, opts *Options) (_ *DB, err error) {
 		}
 	}
 	return db, nil
+}
+
+// checkDirPerm refuses a data directory that others may write to, as
+// PostgreSQL does: anyone who can write there can replace the WAL or a
+// relation file. Open creates it 0700.
+func checkDirPerm(fsys vfs.FS, dir string) error {
+	perm, err := fsys.Perm(dir)
+	if err != nil {
+		return fmt.Errorf("kv: %s: %w", dir, err)
+	}
+	if perm&0o022 != 0 {
+		return fmt.Errorf("kv: data directory %s has mode %04o: %w: it must not be group- or world-writable (chmod 0700 %s)",
+			dir, perm, fs.ErrPermission, dir)
+	}
+	return nil
 }
 
 // lockDir takes DIR/LOCK and writes our pid into it.
@@ -155,6 +174,7 @@ func (db *DB) openEngine() error {
 	}
 	db.pool, err = pagecache.NewPool(smgr, pagecache.Config{
 		SharedBuffers:         int(c.SharedBuffers),
+		Halt:                  db.halt,
 		FlushWAL:              func(lsn base.LSN) error { return db.wal.Flush(lsn) },
 		DisableChecksums:      c.DataChecksums == Disabled,
 		BgWriterDelay:         c.BgWriterDelay,
