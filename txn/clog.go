@@ -59,10 +59,22 @@ type clogSlot struct {
 // CLOG is the commit log. Its mutex guards the slot table and the page
 // bytes; it is never held across I/O: a slot being read or written is marked
 // so, and others wait on cond.
+//
+// A failed fsync of a segment or of the directory is fatal and sticky (the
+// kernel may have dropped the pages it was to make durable, while the SLRU
+// thinks them clean): from then on every page write, sync, checkpoint and
+// truncation fails with that error, and the engine's Halt is stopped. So is
+// every write once the Halt has stopped for another cause. Reads go on; a
+// write error that leaves the page dirty, to be retried, is not fatal.
 type CLOG struct {
 	fs       vfs.FS
 	dir      string
 	flushWAL func(base.LSN) error
+	// halt is the engine's fatal state (nil when the CLOG is used alone);
+	// set before first use.
+	halt *base.Halt
+	// failed is the first failed fsync, for ever.
+	failed atomic.Pointer[error]
 
 	// mu in share mode lets Status and IsDurable read a resident page;
 	// everything else holds it exclusively.
@@ -150,6 +162,26 @@ func toUpper(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// fatal returns the error every write and sync fails with, or nil: the
+// Halt's once it has stopped, else the CLOG's own failed fsync.
+func (c *CLOG) fatal() error {
+	if err := c.halt.Err(); err != nil {
+		return err
+	}
+	if p := c.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// failSync records a failed fsync, stops the Halt with it, and returns the
+// error later calls get.
+func (c *CLOG) failSync(err error) error {
+	c.failed.CompareAndSwap(nil, &err)
+	c.halt.Stop(*c.failed.Load())
+	return c.fatal()
 }
 
 // Status returns xid's status.
@@ -333,6 +365,9 @@ func (c *CLOG) writeSlotLocked(i int) error {
 	for _, l := range s.groupLSN {
 		maxLSN = max(maxLSN, l)
 	}
+	if err := c.fatal(); err != nil {
+		return err // the page stays dirty; nothing is written any more
+	}
 	s.state, s.dirty = slotWriting, false
 	pageno := s.pageno
 	c.mu.Unlock()
@@ -402,15 +437,20 @@ func (c *CLOG) writePage(pageno int64, src []byte) error {
 		// The name must survive a crash as surely as the data will once
 		// synced.
 		if err := c.fs.SyncDir(c.dir); err != nil {
-			return fmt.Errorf("txn: sync %s: %w", c.dir, err)
+			return c.failSync(fmt.Errorf("txn: fsync of CLOG directory %s failed: %w", c.dir, err))
 		}
 	}
 	return nil
 }
 
 // Checkpoint writes every dirty page and fsyncs every segment written since
-// the last checkpoint (CheckPointCLOG).
+// the last checkpoint (CheckPointCLOG). A failed fsync is fatal (see CLOG);
+// a segment that could not even be opened for its sync stays in the set,
+// for the next checkpoint to try again.
 func (c *CLOG) Checkpoint() error {
+	if err := c.fatal(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	for i := range c.slots {
 		for c.slots[i].state == slotReading || c.slots[i].state == slotWriting {
@@ -429,15 +469,20 @@ func (c *CLOG) Checkpoint() error {
 	}
 	clear(c.written)
 	c.mu.Unlock()
-	for _, seg := range segs {
+	for i, seg := range segs {
 		f, err := c.fs.Open(c.segPath(seg))
 		if err != nil {
+			c.mu.Lock()
+			for _, s := range segs[i:] {
+				c.written[s] = struct{}{}
+			}
+			c.mu.Unlock()
 			return fmt.Errorf("txn: open CLOG segment for sync: %w", err)
 		}
 		err = f.Sync()
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("txn: fsync of CLOG segment %s failed; the engine must stop and recover from WAL: %w", c.segPath(seg), err)
+			return c.failSync(fmt.Errorf("txn: fsync of CLOG segment %s failed; the engine must stop and recover from WAL: %w", c.segPath(seg), err))
 		}
 	}
 	return nil
@@ -446,6 +491,9 @@ func (c *CLOG) Checkpoint() error {
 // Truncate removes every segment all of whose xids are below oldest. The
 // caller has WAL-logged the truncation.
 func (c *CLOG) Truncate(oldest base.XID) error {
+	if err := c.fatal(); err != nil {
+		return err
+	}
 	cutoff := clogPage(oldest) / pagesPerSegment // segments below this go
 	c.mu.Lock()
 	for page, i := range c.byPage {
@@ -474,7 +522,9 @@ func (c *CLOG) Truncate(oldest base.XID) error {
 		c.mu.Lock()
 		c.stats.Truncates++
 		c.mu.Unlock()
-		return c.fs.SyncDir(c.dir)
+		if err := c.fs.SyncDir(c.dir); err != nil {
+			return c.failSync(fmt.Errorf("txn: fsync of CLOG directory %s failed: %w", c.dir, err))
+		}
 	}
 	return nil
 }
