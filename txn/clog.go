@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -146,22 +147,35 @@ func OpenCLOG(fsys vfs.FS, dir string, nslots int, flushWAL func(base.LSN) error
 	return c, nil
 }
 
-func (c *CLOG) segPath(seg int64) string {
-	name := strconv.FormatInt(seg, 16)
-	for len(name) < 4 {
-		name = "0" + name
+func (c *CLOG) segPath(seg int64) string { return path.Join(c.dir, segName(seg)) }
+
+// segName is the file name of segment seg (>= 0): its number in upper-case
+// hex, at least four digits.
+func segName(seg int64) string {
+	name := strings.ToUpper(strconv.FormatInt(seg, 16))
+	if len(name) < 4 {
+		name = strings.Repeat("0", 4-len(name)) + name
 	}
-	return path.Join(c.dir, toUpper(name))
+	return name
 }
 
-func toUpper(s string) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if 'a' <= ch && ch <= 'f' {
-			b[i] = ch - 'a' + 'A'
+// parseSegName returns the segment a file name in the CLOG directory
+// names; ok is false for any name segName does not make (a file that is
+// not a segment, which Truncate must leave alone).
+func parseSegName(name string) (seg int64, ok bool) {
+	if len(name) < 4 || len(name) > 16 || len(name) > 4 && name[0] == '0' {
+		return 0, false
+	}
+	for i := range len(name) {
+		if ch := name[i]; !('0' <= ch && ch <= '9' || 'A' <= ch && ch <= 'F') {
+			return 0, false
 		}
 	}
-	return string(b)
+	v, err := strconv.ParseInt(name, 16, 64)
+	if err != nil {
+		return 0, false
+	}
+	return v, true
 }
 
 // fatal returns the error every write and sync fails with, or nil: the
@@ -186,10 +200,9 @@ func (c *CLOG) failSync(err error) error {
 
 // Status returns xid's status.
 func (c *CLOG) Status(xid base.XID) (Status, error) {
-	off := xid % xidsPerPage
 	c.mu.RLock()
 	if i, ok := c.byPage[clogPage(xid)]; ok && c.slots[i].state == slotValid {
-		st := Status(c.slots[i].page[off/4]>>(2*(off%4))) & 3
+		st := pageStatus(c.slots[i].page, xid)
 		c.touch(&c.slots[i])
 		c.mu.RUnlock()
 		c.hits[xid%hitStripes].n.Add(1)
@@ -203,7 +216,14 @@ func (c *CLOG) Status(xid base.XID) (Status, error) {
 	if err != nil {
 		return 0, err
 	}
-	return Status(c.slots[i].page[off/4]>>(2*(off%4))) & 3, nil
+	return pageStatus(c.slots[i].page, xid), nil
+}
+
+// pageStatus reads xid's two bits from its CLOG page. Every value of the
+// bits is a Status, so any page bytes read from disk decode.
+func pageStatus(page []byte, xid base.XID) Status {
+	off := xid % xidsPerPage
+	return Status(page[off/4]>>(2*(off%4))) & 3
 }
 
 // IsDurable reports whether the commit record that set xid's status has
@@ -509,8 +529,8 @@ func (c *CLOG) Truncate(oldest base.XID) error {
 	}
 	removed := false
 	for _, name := range names {
-		seg, err := strconv.ParseInt(name, 16, 64)
-		if err != nil || seg >= cutoff {
+		seg, ok := parseSegName(name)
+		if !ok || seg >= cutoff {
 			continue
 		}
 		if err := c.fs.Remove(path.Join(c.dir, name)); err != nil {

@@ -3,6 +3,7 @@ package txn
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -159,6 +160,41 @@ func TestCLOGTruncate(t *testing.T) {
 	}
 	if st, _ := c.Status(2*perSeg + 1); st != Committed {
 		t.Fatalf("kept xid is %v", st)
+	}
+}
+
+// TestCLOGTruncateLeavesStrayFiles: Truncate removes segments, by the
+// names segName gives them, and nothing else it finds in the directory,
+// however strconv would parse it.
+func TestCLOGTruncateLeavesStrayFiles(t *testing.T) {
+	fs := vfs.NewMemFS()
+	c, err := OpenCLOG(fs, "/db/clog", 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetStatus([]base.XID{1}, Committed, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	stray := []string{"-1", "+0000", "0abc", "00001", "abcd", "0000.tmp", "README"}
+	for _, name := range stray {
+		if err := vfs.WriteFileAtomic(fs, "/db/clog/"+name, []byte("not a segment")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Truncate(base.XID(5 * xidsPerPage * pagesPerSegment)); err != nil {
+		t.Fatal(err)
+	}
+	names, err := fs.List("/db/clog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	want := slices.Sorted(slices.Values(stray))
+	if !slices.Equal(names, want) {
+		t.Fatalf("after Truncate the directory holds %v, want the stray files %v and no segment", names, want)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 // records and its section of a checkpoint record. Every decoder takes bytes
 // read from disk: it returns an error matching base.ErrCorrupt for any
 // damage, never panics, and allocates only once it knows the input holds
-// what a count claims.
+// what a count claims (fuzz_test.go checks all three).
 
 // Limits of the encodings, checked when decoding.
 const (

@@ -35,7 +35,9 @@
 // data), and IsDurable(xid) compares that LSN with the flushed one, which
 // decides whether a hint bit may record the commit. The SLRU's mutex is never
 // held across I/O: a slot being read or written is marked so and waiters
-// sleep on a condition variable.
+// sleep on a condition variable. A page read from disk needs no check
+// (every two bits are a status); Truncate removes only files named as
+// segments are.
 //
 // # Commit, abort, and the checkpoint
 //
@@ -153,7 +155,7 @@
 //
 // The CLOG page is drawn in clog.go, the WAL payloads and the checkpoint
 // section in codec.go. Every decoder returns ErrCorrupt for damage, never
-// panics, and allocates only what its input can hold.
+// panics, and allocates only what its input can hold (fuzz_test.go).
 //
 // # Lock order
 //
