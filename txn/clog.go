@@ -65,8 +65,10 @@ type clogSlot struct {
 // kernel may have dropped the pages it was to make durable, while the SLRU
 // thinks them clean): from then on every page write, sync, checkpoint and
 // truncation fails with that error, and the engine's Halt is stopped. So is
-// every write once the Halt has stopped for another cause. Reads go on; a
-// write error that leaves the page dirty, to be retried, is not fatal.
+// every write once the Halt has stopped for another cause. Reads go on
+// (a page that must evict a dirty one to come in fails, as the eviction
+// cannot write); a write error that leaves the page dirty, to be retried,
+// is not fatal.
 type CLOG struct {
 	fs       vfs.FS
 	dir      string
