@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -59,10 +60,24 @@ type clogSlot struct {
 // CLOG is the commit log. Its mutex guards the slot table and the page
 // bytes; it is never held across I/O: a slot being read or written is marked
 // so, and others wait on cond.
+//
+// A failed fsync of a segment or of the directory is fatal and sticky (the
+// kernel may have dropped the pages it was to make durable, while the SLRU
+// thinks them clean): from then on every page write, sync, checkpoint and
+// truncation fails with that error, and the engine's Halt is stopped. So is
+// every write once the Halt has stopped for another cause. Reads go on
+// (a page that must evict a dirty one to come in fails, as the eviction
+// cannot write); a write error that leaves the page dirty, to be retried,
+// is not fatal.
 type CLOG struct {
 	fs       vfs.FS
 	dir      string
 	flushWAL func(base.LSN) error
+	// halt is the engine's fatal state (nil when the CLOG is used alone);
+	// set before first use.
+	halt *base.Halt
+	// failed is the first failed fsync, for ever.
+	failed atomic.Pointer[error]
 
 	// mu in share mode lets Status and IsDurable read a resident page;
 	// everything else holds it exclusively.
@@ -134,30 +149,62 @@ func OpenCLOG(fsys vfs.FS, dir string, nslots int, flushWAL func(base.LSN) error
 	return c, nil
 }
 
-func (c *CLOG) segPath(seg int64) string {
-	name := strconv.FormatInt(seg, 16)
-	for len(name) < 4 {
-		name = "0" + name
+func (c *CLOG) segPath(seg int64) string { return path.Join(c.dir, segName(seg)) }
+
+// segName is the file name of segment seg (>= 0): its number in upper-case
+// hex, at least four digits.
+func segName(seg int64) string {
+	name := strings.ToUpper(strconv.FormatInt(seg, 16))
+	if len(name) < 4 {
+		name = strings.Repeat("0", 4-len(name)) + name
 	}
-	return path.Join(c.dir, toUpper(name))
+	return name
 }
 
-func toUpper(s string) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if 'a' <= ch && ch <= 'f' {
-			b[i] = ch - 'a' + 'A'
+// parseSegName returns the segment a file name in the CLOG directory
+// names; ok is false for any name segName does not make (a file that is
+// not a segment, which Truncate must leave alone).
+func parseSegName(name string) (seg int64, ok bool) {
+	if len(name) < 4 || len(name) > 16 || len(name) > 4 && name[0] == '0' {
+		return 0, false
+	}
+	for i := range len(name) {
+		if ch := name[i]; !('0' <= ch && ch <= '9' || 'A' <= ch && ch <= 'F') {
+			return 0, false
 		}
 	}
-	return string(b)
+	v, err := strconv.ParseInt(name, 16, 64)
+	if err != nil {
+		return 0, false
+	}
+	return v, true
+}
+
+// fatal returns the error every write and sync fails with, or nil: the
+// Halt's once it has stopped, else the CLOG's own failed fsync.
+func (c *CLOG) fatal() error {
+	if err := c.halt.Err(); err != nil {
+		return err
+	}
+	if p := c.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// failSync records a failed fsync, stops the Halt with it, and returns the
+// error later calls get.
+func (c *CLOG) failSync(err error) error {
+	c.failed.CompareAndSwap(nil, &err)
+	c.halt.Stop(*c.failed.Load())
+	return c.fatal()
 }
 
 // Status returns xid's status.
 func (c *CLOG) Status(xid base.XID) (Status, error) {
-	off := xid % xidsPerPage
 	c.mu.RLock()
 	if i, ok := c.byPage[clogPage(xid)]; ok && c.slots[i].state == slotValid {
-		st := Status(c.slots[i].page[off/4]>>(2*(off%4))) & 3
+		st := pageStatus(c.slots[i].page, xid)
 		c.touch(&c.slots[i])
 		c.mu.RUnlock()
 		c.hits[xid%hitStripes].n.Add(1)
@@ -171,7 +218,14 @@ func (c *CLOG) Status(xid base.XID) (Status, error) {
 	if err != nil {
 		return 0, err
 	}
-	return Status(c.slots[i].page[off/4]>>(2*(off%4))) & 3, nil
+	return pageStatus(c.slots[i].page, xid), nil
+}
+
+// pageStatus reads xid's two bits from its CLOG page. Every value of the
+// bits is a Status, so any page bytes read from disk decode.
+func pageStatus(page []byte, xid base.XID) Status {
+	off := xid % xidsPerPage
+	return Status(page[off/4]>>(2*(off%4))) & 3
 }
 
 // IsDurable reports whether the commit record that set xid's status has
@@ -333,6 +387,9 @@ func (c *CLOG) writeSlotLocked(i int) error {
 	for _, l := range s.groupLSN {
 		maxLSN = max(maxLSN, l)
 	}
+	if err := c.fatal(); err != nil {
+		return err // the page stays dirty; nothing is written any more
+	}
 	s.state, s.dirty = slotWriting, false
 	pageno := s.pageno
 	c.mu.Unlock()
@@ -402,15 +459,20 @@ func (c *CLOG) writePage(pageno int64, src []byte) error {
 		// The name must survive a crash as surely as the data will once
 		// synced.
 		if err := c.fs.SyncDir(c.dir); err != nil {
-			return fmt.Errorf("txn: sync %s: %w", c.dir, err)
+			return c.failSync(fmt.Errorf("txn: fsync of CLOG directory %s failed: %w", c.dir, err))
 		}
 	}
 	return nil
 }
 
 // Checkpoint writes every dirty page and fsyncs every segment written since
-// the last checkpoint (CheckPointCLOG).
+// the last checkpoint (CheckPointCLOG). A failed fsync is fatal (see CLOG);
+// a segment that could not even be opened for its sync stays in the set,
+// for the next checkpoint to try again.
 func (c *CLOG) Checkpoint() error {
+	if err := c.fatal(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	for i := range c.slots {
 		for c.slots[i].state == slotReading || c.slots[i].state == slotWriting {
@@ -429,15 +491,20 @@ func (c *CLOG) Checkpoint() error {
 	}
 	clear(c.written)
 	c.mu.Unlock()
-	for _, seg := range segs {
+	for i, seg := range segs {
 		f, err := c.fs.Open(c.segPath(seg))
 		if err != nil {
+			c.mu.Lock()
+			for _, s := range segs[i:] {
+				c.written[s] = struct{}{}
+			}
+			c.mu.Unlock()
 			return fmt.Errorf("txn: open CLOG segment for sync: %w", err)
 		}
 		err = f.Sync()
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("txn: fsync of CLOG segment %s failed; the engine must stop and recover from WAL: %w", c.segPath(seg), err)
+			return c.failSync(fmt.Errorf("txn: fsync of CLOG segment %s failed; the engine must stop and recover from WAL: %w", c.segPath(seg), err))
 		}
 	}
 	return nil
@@ -446,6 +513,9 @@ func (c *CLOG) Checkpoint() error {
 // Truncate removes every segment all of whose xids are below oldest. The
 // caller has WAL-logged the truncation.
 func (c *CLOG) Truncate(oldest base.XID) error {
+	if err := c.fatal(); err != nil {
+		return err
+	}
 	cutoff := clogPage(oldest) / pagesPerSegment // segments below this go
 	c.mu.Lock()
 	for page, i := range c.byPage {
@@ -461,8 +531,8 @@ func (c *CLOG) Truncate(oldest base.XID) error {
 	}
 	removed := false
 	for _, name := range names {
-		seg, err := strconv.ParseInt(name, 16, 64)
-		if err != nil || seg >= cutoff {
+		seg, ok := parseSegName(name)
+		if !ok || seg >= cutoff {
 			continue
 		}
 		if err := c.fs.Remove(path.Join(c.dir, name)); err != nil {
@@ -474,7 +544,9 @@ func (c *CLOG) Truncate(oldest base.XID) error {
 		c.mu.Lock()
 		c.stats.Truncates++
 		c.mu.Unlock()
-		return c.fs.SyncDir(c.dir)
+		if err := c.fs.SyncDir(c.dir); err != nil {
+			return c.failSync(fmt.Errorf("txn: fsync of CLOG directory %s failed: %w", c.dir, err))
+		}
 	}
 	return nil
 }

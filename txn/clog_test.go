@@ -1,9 +1,12 @@
 package txn
 
 import (
+	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/heapkv/heapkv/internal/base"
@@ -160,6 +163,41 @@ func TestCLOGTruncate(t *testing.T) {
 	}
 }
 
+// TestCLOGTruncateLeavesStrayFiles: Truncate removes segments, by the
+// names segName gives them, and nothing else it finds in the directory,
+// however strconv would parse it.
+func TestCLOGTruncateLeavesStrayFiles(t *testing.T) {
+	fs := vfs.NewMemFS()
+	c, err := OpenCLOG(fs, "/db/clog", 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetStatus([]base.XID{1}, Committed, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	stray := []string{"-1", "+0000", "0abc", "00001", "abcd", "0000.tmp", "README"}
+	for _, name := range stray {
+		if err := vfs.WriteFileAtomic(fs, "/db/clog/"+name, []byte("not a segment")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Truncate(base.XID(5 * xidsPerPage * pagesPerSegment)); err != nil {
+		t.Fatal(err)
+	}
+	names, err := fs.List("/db/clog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	want := slices.Sorted(slices.Values(stray))
+	if !slices.Equal(names, want) {
+		t.Fatalf("after Truncate the directory holds %v, want the stray files %v and no segment", names, want)
+	}
+}
+
 func BenchmarkCLOGStatus(b *testing.B) {
 	fs := vfs.NewMemFS()
 	c, err := OpenCLOG(fs, "/db/clog", 4, nil)
@@ -192,4 +230,85 @@ func BenchmarkCLOGStatus(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestCLOGFailedSyncIsSticky: once an fsync of a CLOG segment has failed,
+// the pages it was to make durable may be gone from the kernel's cache
+// while the SLRU thinks them clean, so every later checkpoint, write and
+// sync must fail too (defect 5 of issue 11: the set of written segments
+// was cleared before the sync, and the next checkpoint succeeded).
+func TestCLOGFailedSyncIsSticky(t *testing.T) {
+	fs := vfs.NewMemFS()
+	c, err := OpenCLOG(fs, "/db/clog", 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ZeroPage(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetStatus([]base.XID{5}, Committed, 0); err != nil {
+		t.Fatal(err)
+	}
+	fs.InjectError(vfs.Injection{Op: vfs.OpSync, Path: "/db/clog/"}) // once
+	if err := c.Checkpoint(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Checkpoint with a failing fsync = %v, want EIO", err)
+	}
+	// The injection fired once; the file system would now report success.
+	if err := c.Checkpoint(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("second Checkpoint after a failed fsync = %v, want the first failure again", err)
+	}
+	if err := c.SetStatus([]base.XID{6}, Committed, 0); err != nil {
+		t.Fatalf("SetStatus in memory after the failure: %v", err)
+	}
+	if err := c.Checkpoint(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Checkpoint of a newly dirtied page after a failed fsync = %v, want EIO", err)
+	}
+	// An eviction must not write the dirty page either.
+	writes := c.Stats().Writes
+	for p := range int64(4) {
+		if err := c.ZeroPage(p + 1); err != nil && !errors.Is(err, syscall.EIO) {
+			t.Fatalf("ZeroPage(%d): %v", p+1, err)
+		}
+	}
+	if w := c.Stats().Writes; w != writes {
+		t.Fatalf("%d CLOG pages written after a failed fsync", w-writes)
+	}
+	if err := c.Truncate(xidsPerPage * pagesPerSegment); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Truncate after a failed fsync = %v, want EIO", err)
+	}
+}
+
+// TestCLOGFailedSyncStopsHalt: the failure stops the engine's Halt, and a
+// Halt stopped by another subsystem (the WAL, say) stops CLOG writes.
+func TestCLOGFailedSyncStopsHalt(t *testing.T) {
+	for _, who := range []string{"clog", "other"} {
+		t.Run(who, func(t *testing.T) {
+			fs := vfs.NewMemFS()
+			c, err := OpenCLOG(fs, "/db/clog", 2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := base.NewHalt()
+			c.halt = h
+			if err := c.ZeroPage(0); err != nil {
+				t.Fatal(err)
+			}
+			var cause error = syscall.EIO
+			if who == "clog" {
+				fs.InjectError(vfs.Injection{Op: vfs.OpSync, Path: "/db/clog/"})
+			} else {
+				cause = errors.New("WAL fsync failed")
+				h.Stop(cause)
+			}
+			if err := c.Checkpoint(); !errors.Is(err, cause) || !errors.Is(err, base.ErrStopped) {
+				t.Fatalf("Checkpoint = %v, want ErrStopped wrapping %v", err, cause)
+			}
+			if err := h.Err(); !errors.Is(err, cause) {
+				t.Fatalf("Halt.Err() = %v, want %v", err, cause)
+			}
+			if w := c.Stats().Writes; who == "other" && w != 0 {
+				t.Fatalf("%d CLOG pages written after the halt", w)
+			}
+		})
+	}
 }

@@ -35,7 +35,9 @@
 // data), and IsDurable(xid) compares that LSN with the flushed one, which
 // decides whether a hint bit may record the commit. The SLRU's mutex is never
 // held across I/O: a slot being read or written is marked so and waiters
-// sleep on a condition variable.
+// sleep on a condition variable. A page read from disk needs no check
+// (every two bits are a status); Truncate removes only files named as
+// segments are.
 //
 // # Commit, abort, and the checkpoint
 //
@@ -43,7 +45,9 @@
 //     it to be durable (group commit, unless synchronous commit is off),
 //     sets the CLOG bits, leaves the ProcArray, then releases the xid locks,
 //     waking waiters. In that order: a snapshot that no longer lists the xid
-//     must find its outcome in the CLOG, and a woken waiter must too.
+//     must find its outcome in the CLOG, and a woken waiter must too. If
+//     the record's flush fails the outcome is unknown (see "The fatal
+//     state").
 //  2. From before the commit record is inserted until the CLOG bits are
 //     set, the committer holds Manager.ckptDelay in share mode (PostgreSQL's
 //     DELAY_CHKPT_START). The checkpoint hook runs once the redo point is
@@ -62,6 +66,38 @@
 //     up to the counter that is still in progress (and not prepared)
 //     aborted, so no writer ever waits for a dead transaction, and restores
 //     the prepared transactions into the ProcArray with their xid locks.
+//
+// # The fatal state
+//
+// The engine has one fatal state, a base.Halt shared by the WAL, the data
+// files and this package (Config.Halt; a Manager without one makes its
+// own). After a failed fsync nothing written since the last good one can be
+// trusted, so the only way on is recovery from the WAL, as PostgreSQL
+// PANICs. The rules of this package:
+//
+//  1. A failed fsync of a CLOG segment or its directory stops the Halt
+//     and is sticky in the CLOG itself: every later page write, sync,
+//     checkpoint and truncation fails, so the checkpoint hook fails and
+//     the redo point never passes a commit whose CLOG bits did not reach
+//     the disk. A page write that fails leaves the page dirty and is
+//     retried; it is not fatal.
+//  2. A commit (or prepare, or prepared decision) whose record was
+//     inserted but whose flush failed has an unknown outcome: the record
+//     may be durable. The Manager stops the Halt; the transaction keeps
+//     its xid, unmarked in the CLOG, and its locks, and recovery decides.
+//     A record that could not be inserted is not in the log: the
+//     transaction aborts.
+//  3. A CLOG update at the end of a transaction that fails stops the
+//     Halt too (PostgreSQL's critical section): the xid leaves with no
+//     outcome in memory.
+//  4. Once the Halt has stopped, whoever stopped it, every lock waiter is
+//     released at once with an error matching base.ErrStopped and the
+//     cause (the lock manager selects on Halt.Done), and WriteXID, Wait,
+//     Commit, Prepare, RollbackToSavepoint, CommitPrepared,
+//     RollbackPrepared, TruncateCLOG and the checkpoint hook return that
+//     error without doing I/O. Commit rolls back instead; Rollback ends
+//     the transaction in memory, releasing its locks; Begin and Snapshot
+//     do no I/O and go on working (the caller checks Manager.Err).
 //
 // # Snapshots and visibility
 //
@@ -91,9 +127,20 @@
 // The lock manager (see LockManager for its rules) holds one exclusive lock
 // per xid in progress. Waiting for a row is waiting for the xid on it; the
 // deadlock detector walks the wait-for graph after DeadlockTimeout and
-// makes the waiter that closes a cycle its one victim (ErrDeadlock). A
-// subtransaction's lock is owned by its top-level xid for the walk, since
-// transactions wait under their top-level xid.
+// makes the first waiter of a cycle to check its one victim (ErrDeadlock).
+// A subtransaction's lock is owned by its top-level xid for the walk, since
+// transactions wait under their top-level xid. A wait also ends with the
+// context, with ErrLockTimeout after Config.LockTimeout (lock_timeout;
+// 0, the default, is no limit; counted in LockStats.LockTimeouts), and
+// with the Halt.
+//
+// An xid holds its lock exactly while its CLOG status may still change:
+// it takes it before any row carries the xid, records its outcome before
+// releasing it, and prepared transactions restored by recovery take theirs
+// again before anyone can wait. So no wait lasts for ever on an xid that
+// holds no lock: Tx.Wait returns at once when the holder holds none, and
+// if the CLOG then still calls the holder running, it can never end, and
+// Tx.Wait reports corruption rather than let the caller's loop spin.
 //
 // # Two-phase commit
 //
@@ -104,6 +151,12 @@
 // a crash through their prepare records, or, if those lie before the redo
 // point, through the checkpoint's "txn" section.
 //
+// # Formats on disk
+//
+// The CLOG page is drawn in clog.go, the WAL payloads and the checkpoint
+// section in codec.go. Every decoder returns ErrCorrupt for damage, never
+// panics, and allocates only what its input can hold (fuzz_test.go).
+//
 // # Lock order
 //
 //	Manager.reserve -> CLOG.mu          (xid reservation zeroes a page)
@@ -111,6 +164,8 @@
 //	    -> lock manager partitions
 //	Manager.prepMu: alone (never held while taking another lock)
 //	ProcArray.freeMu: alone
+//	base.Halt's mutex: innermost; Stop is called with no lock of this
+//	    package held but ckptDelay in share mode
 //
 // The checkpoint hook takes ckptDelay exclusively and releases it before
 // taking anything else. No lock of this package is held while waiting for a

@@ -26,8 +26,15 @@ type LockManagerConfig struct {
 	// more expensive than a wait, so it should exceed a typical wait.
 	// 0: DefaultDeadlockTimeout (1 s).
 	DeadlockTimeout time.Duration
-	// Clock arms the deadlock timer. nil: real time (which
-	// testing/synctest also fakes).
+	// LockTimeout is lock_timeout: a Wait still asleep this long after it
+	// began fails with ErrLockTimeout. 0: no limit (PostgreSQL's default).
+	LockTimeout time.Duration
+	// Halt is the engine's fatal state: once it stops, every Wait asleep
+	// returns its error at once and every later Wait returns it without
+	// sleeping. nil: never stops.
+	Halt *base.Halt
+	// Clock arms the deadlock and lock timeout timers. nil: real time
+	// (which testing/synctest also fakes).
 	Clock Clock
 }
 
@@ -60,6 +67,8 @@ type LockStats struct {
 	DeadlockChecks uint64
 	// Deadlocks counts the deadlocks found (the ErrDeadlock returned).
 	Deadlocks uint64
+	// LockTimeouts counts the waits that failed with ErrLockTimeout.
+	LockTimeouts uint64
 }
 
 // LockManager is the table of transaction-id locks and the deadlock
@@ -133,6 +142,15 @@ type LockStats struct {
 //     aborts.
 //  7. Wait must be called with no latch or lock of the engine held (a
 //     buffer's content latch in particular): the holder may need it to end.
+//  8. Once the engine's Halt has stopped, every Wait asleep wakes and
+//     returns an error wrapping the Halt's (base.ErrStopped and the
+//     cause), and every later Wait returns it at once, held holder or not:
+//     a holder whose commit record's flush failed keeps its lock, because
+//     its outcome is for recovery to decide, so only the Halt can release
+//     its waiters.
+//  9. With LockTimeout set, a Wait still asleep that long after it began
+//     removes its edge and returns ErrLockTimeout (lock_timeout). The
+//     deadlock check (rule 4) runs on its own timer, whichever is shorter.
 //
 // # Lock order
 //
@@ -152,6 +170,8 @@ type LockStats struct {
 // Wait returns.
 type LockManager struct {
 	deadlockTimeout time.Duration
+	lockTimeout     time.Duration // 0: none
+	halt            *base.Halt
 	clock           Clock
 
 	parts [numLockPartitions]lockPartition
@@ -159,6 +179,7 @@ type LockManager struct {
 	waits     atomic.Uint64 // Waits that slept
 	checks    atomic.Uint64 // deadlock checks run
 	deadlocks atomic.Uint64 // ErrDeadlock returned
+	timeouts  atomic.Uint64 // ErrLockTimeout returned
 	waiting   atomic.Int64  // Waits asleep now
 }
 
@@ -193,7 +214,12 @@ func NewLockManager(cfg LockManagerConfig) *LockManager {
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
 	}
-	lm := &LockManager{deadlockTimeout: cfg.DeadlockTimeout, clock: cfg.Clock}
+	lm := &LockManager{
+		deadlockTimeout: cfg.DeadlockTimeout,
+		lockTimeout:     max(cfg.LockTimeout, 0),
+		halt:            cfg.Halt,
+		clock:           cfg.Clock,
+	}
 	for i := range lm.parts {
 		lm.parts[i].mu.held = make(map[base.XID]chan struct{})
 		lm.parts[i].mu.waitsFor = make(map[base.XID]base.XID)
@@ -265,9 +291,14 @@ func (lm *LockManager) Held(xid base.XID) bool {
 // it checks for a deadlock; if waiting would close a cycle of the
 // wait-for graph it returns an error matching ErrDeadlock and the caller
 // must abort the transaction (rules 4 to 6 of LockManager). If ctx is done
-// first it returns ctx.Err() wrapped. Whatever it returns, waiter's edge
-// is gone from the graph. Call it with no engine lock held (rule 7).
+// first it returns ctx.Err() wrapped; if LockTimeout passes first,
+// ErrLockTimeout wrapped; if the Halt stops (or has stopped), the Halt's
+// error wrapped (rules 8 and 9). Whatever it returns, waiter's edge is
+// gone from the graph. Call it with no engine lock held (rule 7).
 func (lm *LockManager) Wait(ctx context.Context, waiter, holder base.XID) error {
+	if err := lm.halt.Err(); err != nil {
+		return fmt.Errorf("txn: xid %d waiting for xid %d: %w", waiter, holder, err)
+	}
 	hp := lm.partition(holder)
 	hp.mu.Lock()
 	wake, held := hp.mu.held[holder]
@@ -308,6 +339,13 @@ func (lm *LockManager) Wait(ctx context.Context, waiter, holder base.XID) error 
 	timeout := make(chan struct{})
 	stop := lm.clock.AfterFunc(lm.deadlockTimeout, func() { close(timeout) })
 	defer stop()
+	var lockTimeout chan struct{} // nil, never ready, without a limit
+	if lm.lockTimeout > 0 {
+		lockTimeout = make(chan struct{})
+		ch := lockTimeout
+		stopLT := lm.clock.AfterFunc(lm.lockTimeout, func() { close(ch) })
+		defer stopLT()
+	}
 	for {
 		select {
 		case <-wake:
@@ -316,6 +354,13 @@ func (lm *LockManager) Wait(ctx context.Context, waiter, holder base.XID) error 
 		case <-ctx.Done():
 			lm.removeEdge(waiter)
 			return fmt.Errorf("txn: xid %d waiting for xid %d: %w", waiter, holder, ctx.Err())
+		case <-lm.halt.Done():
+			lm.removeEdge(waiter)
+			return fmt.Errorf("txn: xid %d waiting for xid %d: %w", waiter, holder, lm.halt.Err())
+		case <-lockTimeout:
+			lm.removeEdge(waiter)
+			lm.timeouts.Add(1)
+			return fmt.Errorf("%w: xid %d waited %v for xid %d", ErrLockTimeout, waiter, lm.lockTimeout, holder)
 		case <-timeout:
 			timeout = nil // the check runs once per Wait (rule 6)
 			if err := lm.checkDeadlock(waiter); err != nil {
@@ -449,5 +494,6 @@ func (lm *LockManager) Stats() LockStats {
 		Waits:          lm.waits.Load(),
 		DeadlockChecks: lm.checks.Load(),
 		Deadlocks:      lm.deadlocks.Load(),
+		LockTimeouts:   lm.timeouts.Load(),
 	}
 }

@@ -849,3 +849,143 @@ func TestDeadlockThroughSubtransaction(t *testing.T) {
 		t.Fatal("subtransaction lock outlived its transaction")
 	}
 }
+
+// TestLockTimeout: with LockTimeout set, a wait that lasts that long fails
+// with ErrLockTimeout, exactly then, and is counted; a holder that ends
+// first, an earlier context deadline, or a holder not held, each win.
+func TestLockTimeout(t *testing.T) {
+	cases := []struct {
+		name             string
+		lockTimeout      time.Duration
+		ctxTimeout       time.Duration // 0: none
+		releaseAfter     time.Duration // 0: never
+		holderNotHeld    bool
+		want             error // nil, ErrLockTimeout, context.DeadlineExceeded
+		wantAfter        time.Duration
+		wantChecks       uint64
+		wantLockTimeouts uint64
+	}{
+		{name: "timeout after the deadlock check", lockTimeout: 2 * time.Second,
+			want: ErrLockTimeout, wantAfter: 2 * time.Second, wantChecks: 1, wantLockTimeouts: 1},
+		{name: "timeout before the deadlock check", lockTimeout: 500 * time.Millisecond,
+			want: ErrLockTimeout, wantAfter: 500 * time.Millisecond, wantLockTimeouts: 1},
+		{name: "context deadline first", lockTimeout: 5 * time.Second, ctxTimeout: 1500 * time.Millisecond,
+			want: context.DeadlineExceeded, wantAfter: 1500 * time.Millisecond, wantChecks: 1},
+		{name: "holder ends first", lockTimeout: 2 * time.Second, releaseAfter: 1500 * time.Millisecond,
+			wantAfter: 1500 * time.Millisecond, wantChecks: 1},
+		{name: "holder not held", lockTimeout: time.Second, holderNotHeld: true},
+		{name: "no lock timeout", releaseAfter: time.Hour, wantAfter: time.Hour, wantChecks: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lm := NewLockManager(LockManagerConfig{DeadlockTimeout: time.Second, LockTimeout: tc.lockTimeout})
+				const holder, waiter = 7, 8
+				lm.Acquire(waiter)
+				if !tc.holderNotHeld {
+					lm.Acquire(holder)
+				}
+				releaseAtEnd(t, lm, holder, waiter)
+				if tc.releaseAfter > 0 {
+					go func() { time.Sleep(tc.releaseAfter); lm.Release(holder) }()
+				}
+				ctx := t.Context()
+				if tc.ctxTimeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tc.ctxTimeout)
+					defer cancel()
+				}
+				start := time.Now()
+				err := lm.Wait(ctx, waiter, holder)
+				if d := time.Since(start); d != tc.wantAfter {
+					t.Errorf("Wait returned after %v, want %v", d, tc.wantAfter)
+				}
+				if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+					t.Fatalf("Wait = %v, want %v", err, tc.want)
+				}
+				if errors.Is(err, ErrLockTimeout) && !strings.Contains(err.Error(), "lock timeout") {
+					t.Errorf("lock timeout error %q does not say so", err)
+				}
+				wantGraph(t, lm, map[base.XID]base.XID{})
+				s := lm.Stats()
+				if s.DeadlockChecks != tc.wantChecks || s.LockTimeouts != tc.wantLockTimeouts || s.Waiting != 0 {
+					t.Fatalf("Stats() = %+v, want %d checks, %d lock timeouts, nobody waiting", s, tc.wantChecks, tc.wantLockTimeouts)
+				}
+			})
+		})
+	}
+}
+
+// TestLockTimeoutLeavesDeadlockToDetector: a lock timeout longer than the
+// deadlock timeout does not hide a deadlock: the first member of the cycle
+// to check after it closed is its victim at its deadlock timeout, and the
+// other, whose holder the victim does not release here, times out.
+func TestLockTimeoutLeavesDeadlockToDetector(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lm := NewLockManager(LockManagerConfig{DeadlockTimeout: time.Second, LockTimeout: 3 * time.Second})
+		lm.Acquire(1)
+		lm.Acquire(2)
+		releaseAtEnd(t, lm, 1, 2)
+		start := time.Now()
+		results := make(chan waitResult, 2)
+		goWait(t.Context(), lm, 0, 1, 2, results)
+		time.Sleep(100 * time.Millisecond)
+		goWait(t.Context(), lm, 1, 2, 1, results) // closes the cycle
+		r := recvResult(t, results)
+		if r.i != 0 || !errors.Is(r.err, ErrDeadlock) || time.Since(start) != time.Second {
+			t.Fatalf("first result after %v: waiter %d, %v; want waiter 0 ErrDeadlock after 1s", time.Since(start), r.i, r.err)
+		}
+		r = recvResult(t, results)
+		if r.i != 1 || !errors.Is(r.err, ErrLockTimeout) || time.Since(start) != 3100*time.Millisecond {
+			t.Fatalf("second result after %v: waiter %d, %v; want waiter 1 ErrLockTimeout after 3.1s", time.Since(start), r.i, r.err)
+		}
+		if s := lm.Stats(); s.Deadlocks != 1 || s.LockTimeouts != 1 {
+			t.Fatalf("Stats() = %+v, want one deadlock, one lock timeout", s)
+		}
+	})
+}
+
+// TestHaltReleasesLockWaiters: Halt.Stop, called from another goroutine,
+// wakes every waiter at once, whether it has run its deadlock check or
+// not, with an error wrapping the Halt's; later waits return it without
+// sleeping, for held and unheld holders alike.
+func TestHaltReleasesLockWaiters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := base.NewHalt()
+		lm := NewLockManager(LockManagerConfig{DeadlockTimeout: time.Second, Halt: h})
+		for x := range base.XID(6) {
+			lm.Acquire(x + 1)
+		}
+		releaseAtEnd(t, lm, 1, 2, 3, 4, 5, 6)
+		results := make(chan waitResult, 4)
+		goWait(t.Context(), lm, 0, 2, 1, results)
+		goWait(t.Context(), lm, 1, 3, 1, results)
+		time.Sleep(2 * time.Second) // these two have checked for deadlock
+		goWait(t.Context(), lm, 2, 4, 2, results)
+		goWait(t.Context(), lm, 3, 5, 1, results)
+		synctest.Wait()
+		noResult(t, results)
+		cause := errors.New("fsync of a data file failed")
+		go h.Stop(cause)
+		for range 4 {
+			r := recvResult(t, results)
+			if !errors.Is(r.err, base.ErrStopped) || !errors.Is(r.err, cause) {
+				t.Fatalf("waiter %d released with %v, want ErrStopped wrapping the cause", r.i, r.err)
+			}
+		}
+		wantGraph(t, lm, map[base.XID]base.XID{})
+		if s := lm.Stats(); s.Waiting != 0 || s.Deadlocks != 0 {
+			t.Fatalf("Stats() = %+v, want nobody waiting, no deadlock", s)
+		}
+		start := time.Now()
+		waits := lm.Stats().Waits
+		for _, holder := range []base.XID{1, 99} { // held; never held
+			if err := lm.Wait(t.Context(), 6, holder); !errors.Is(err, base.ErrStopped) {
+				t.Fatalf("Wait for xid %d after the halt = %v, want ErrStopped", holder, err)
+			}
+		}
+		if time.Since(start) != 0 || lm.Stats().Waits != waits {
+			t.Fatal("a Wait after the halt slept")
+		}
+	})
+}

@@ -2,7 +2,6 @@ package txn
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +41,15 @@ type Config struct {
 	CLOGBuffers int
 	// DeadlockTimeout is deadlock_timeout. Default 1 s.
 	DeadlockTimeout time.Duration
+	// LockTimeout is lock_timeout: a wait for a row lock longer than this
+	// fails with ErrLockTimeout. Default 0: no limit.
+	LockTimeout time.Duration
+	// Halt is the engine's fatal state, shared with the WAL and the data
+	// files. The manager stops it when a CLOG fsync fails or a commit's
+	// outcome becomes unknown, and once it has stopped (whoever stopped
+	// it) every lock waiter is released and every call that would do I/O
+	// returns its error. Default: a Halt of the manager's own.
+	Halt *base.Halt
 	// Logger receives recovery messages. Default: discard.
 	Logger *slog.Logger
 }
@@ -55,6 +63,7 @@ type Manager struct {
 	procs *ProcArray
 	locks *LockManager
 	log   *slog.Logger
+	halt  *base.Halt // never nil
 
 	next     atomic.Uint64 // next xid to hand out
 	reserved atomic.Uint64 // xids below it have their CLOG page zeroed and logged
@@ -106,16 +115,28 @@ func NewManager(fsys vfs.FS, dir string, wal *xlog.Log, cfg Config) (*Manager, e
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Halt == nil {
+		cfg.Halt = base.NewHalt()
+	}
+	if cfg.LockTimeout < 0 {
+		return nil, fmt.Errorf("txn: lock_timeout %v is negative", cfg.LockTimeout)
+	}
 	clog, err := OpenCLOG(fsys, path.Join(dir, "clog"), cfg.CLOGBuffers, wal.Flush)
 	if err != nil {
 		return nil, err
 	}
+	clog.halt = cfg.Halt
 	m := &Manager{
-		wal:      wal,
-		clog:     clog,
-		procs:    NewProcArray(FirstNormalXID - 1),
-		locks:    NewLockManager(LockManagerConfig{DeadlockTimeout: cfg.DeadlockTimeout}),
+		wal:   wal,
+		clog:  clog,
+		procs: NewProcArray(FirstNormalXID - 1),
+		locks: NewLockManager(LockManagerConfig{
+			DeadlockTimeout: cfg.DeadlockTimeout,
+			LockTimeout:     cfg.LockTimeout,
+			Halt:            cfg.Halt,
+		}),
 		log:      cfg.Logger,
+		halt:     cfg.Halt,
 		prepared: make(map[string]*preparedTx),
 	}
 	m.redo.maxZeroPage = -1
@@ -128,13 +149,15 @@ func NewManager(fsys vfs.FS, dir string, wal *xlog.Log, cfg Config) (*Manager, e
 	return m, nil
 }
 
-// checkpointState is the manager's section of a checkpoint record.
-//
-//	+-----------+---------+--------+------------------------------------+
-//	| oldestRun | nprep   | per prepared: gidlen u16, gid, xid u64,  |
-//	|   u64     |  u32    |   nsubs u32, subxids u64...              |
-//	+-----------+---------+--------+------------------------------------+
+// checkpoint is the manager's checkpoint hook: it makes the CLOG durable
+// and records its section of the checkpoint (appendCheckpointState).
 func (m *Manager) checkpoint(redo base.LSN, cp *xlog.CheckpointData) error {
+	// After a fatal error nothing in memory may be made durable as the
+	// state at a redo point, and a committer stuck with an unknown outcome
+	// may hold ckptDelay: fail at once.
+	if err := m.halt.Err(); err != nil {
+		return err
+	}
 	m.ckptDelay.Lock()
 	m.ckptDelay.Unlock() //nolint:staticcheck // waiting out in-flight commits is the point
 	if err := m.clog.Checkpoint(); err != nil {
@@ -150,16 +173,14 @@ func (m *Manager) checkpoint(redo base.LSN, cp *xlog.CheckpointData) error {
 		oldest = min(oldest, x)
 	}
 	cp.NextXID = reserved
-	b := binary.LittleEndian.AppendUint64(nil, uint64(oldest))
 	m.prepMu.Lock()
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.prepared)))
+	preps := make([]preparedRecord, 0, len(m.prepared))
 	for _, gid := range slices.Sorted(maps.Keys(m.prepared)) {
 		p := m.prepared[gid]
-		b = appendGID(b, gid)
-		b = binary.LittleEndian.AppendUint64(b, uint64(p.xid))
-		b = appendXIDs(b, p.subs)
+		preps = append(preps, preparedRecord{gid: gid, xid: p.xid, subs: p.subs})
 	}
 	m.prepMu.Unlock()
+	b := appendCheckpointState(nil, oldest, preps)
 	if cp.Sections == nil {
 		cp.Sections = map[string][]byte{}
 	}
@@ -254,134 +275,46 @@ func (m *Manager) Recovered(res xlog.RecoveryResult) error {
 	return nil
 }
 
-func decodeCheckpointState(b []byte) (oldest base.XID, preps []preparedRecord, err error) {
-	if len(b) < 12 {
-		return 0, nil, base.CorruptionErrorf("txn: checkpoint section of %d bytes", len(b))
-	}
-	oldest = base.XID(binary.LittleEndian.Uint64(b))
-	n := binary.LittleEndian.Uint32(b[8:])
-	b = b[12:]
-	for range n {
-		var p preparedRecord
-		if p.gid, b, err = decodeGID(b); err != nil {
-			return 0, nil, err
-		}
-		if len(b) < 8 {
-			return 0, nil, base.CorruptionErrorf("txn: checkpoint section truncated")
-		}
-		p.xid = base.XID(binary.LittleEndian.Uint64(b))
-		if p.subs, b, err = decodeXIDs(b[8:]); err != nil {
-			return 0, nil, err
-		}
-		preps = append(preps, p)
-	}
-	if len(b) != 0 {
-		return 0, nil, base.CorruptionErrorf("txn: %d stray bytes in checkpoint section", len(b))
-	}
-	return oldest, preps, nil
-}
-
-// appendXIDs encodes a list of xids: count u32, then each u64.
-func appendXIDs(b []byte, xids []base.XID) []byte {
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(xids)))
-	for _, x := range xids {
-		b = binary.LittleEndian.AppendUint64(b, uint64(x))
-	}
-	return b
-}
-
-func decodeXIDs(b []byte) ([]base.XID, []byte, error) {
-	if len(b) < 4 {
-		return nil, nil, base.CorruptionErrorf("txn: xid list truncated")
-	}
-	n := uint64(binary.LittleEndian.Uint32(b))
-	b = b[4:]
-	if uint64(len(b)) < n*8 {
-		return nil, nil, base.CorruptionErrorf("txn: xid list of %d claims %d bytes, %d left", n, n*8, len(b))
-	}
-	xids := make([]base.XID, n)
-	for i := range xids {
-		xids[i] = base.XID(binary.LittleEndian.Uint64(b[8*i:]))
-	}
-	return xids, b[n*8:], nil
-}
-
-func appendGID(b []byte, gid string) []byte {
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(gid)))
-	return append(b, gid...)
-}
-
-func decodeGID(b []byte) (string, []byte, error) {
-	if len(b) < 2 {
-		return "", nil, base.CorruptionErrorf("txn: gid truncated")
-	}
-	n := int(binary.LittleEndian.Uint16(b))
-	if len(b) < 2+n {
-		return "", nil, base.CorruptionErrorf("txn: gid of %d bytes, %d left", n, len(b)-2)
-	}
-	return string(b[2 : 2+n]), b[2+n:], nil
-}
-
 // redoRecord replays the manager's records.
 func (m *Manager) redoRecord(rec *xlog.Record, _ *xlog.RedoContext) error {
-	p := rec.Payload
+	r, err := decodeTxnPayload(rec.Info, rec.Payload)
+	if err != nil {
+		return err
+	}
 	switch rec.Info {
 	case infoZeroPage:
-		if len(p) != 8 {
-			return base.CorruptionErrorf("txn: zero-page record of %d bytes", len(p))
-		}
-		page := int64(binary.LittleEndian.Uint64(p))
-		m.redo.maxZeroPage = max(m.redo.maxZeroPage, page)
-		return m.clog.ZeroPage(page)
+		m.redo.maxZeroPage = max(m.redo.maxZeroPage, r.page)
+		return m.clog.ZeroPage(r.page)
+	case infoTruncate:
+		return m.clog.Truncate(r.oldest)
+	}
+	if rec.XID < FirstNormalXID {
+		return base.CorruptionErrorf("txn: record %#x of xid %d", rec.Info, rec.XID)
+	}
+	switch rec.Info {
 	case infoCommit, infoAbort, infoAbortSub:
-		subs, _, err := decodeXIDs(p)
-		if err != nil {
-			return err
-		}
 		st := Committed
 		if rec.Info != infoCommit {
 			st = Aborted
 		}
-		xids := subs
+		xids := r.subs
 		if rec.Info != infoAbortSub {
 			xids = append(xids, rec.XID)
 		}
 		return m.clog.SetStatus(xids, st, rec.End)
 	case infoPrepare:
-		gid, rest, err := decodeGID(p)
-		if err != nil {
-			return err
-		}
-		subs, _, err := decodeXIDs(rest)
-		if err != nil {
-			return err
-		}
-		m.redo.prepared[rec.XID] = preparedRecord{gid: gid, xid: rec.XID, subs: subs}
+		m.redo.prepared[rec.XID] = preparedRecord{gid: r.gid, xid: rec.XID, subs: r.subs}
 		delete(m.redo.ended, rec.XID)
 		return nil
-	case infoCommitPrepared, infoAbortPrepared:
-		_, rest, err := decodeGID(p)
-		if err != nil {
-			return err
-		}
-		subs, _, err := decodeXIDs(rest)
-		if err != nil {
-			return err
-		}
+	default: // infoCommitPrepared, infoAbortPrepared
 		delete(m.redo.prepared, rec.XID)
 		m.redo.ended[rec.XID] = true
 		st := Committed
 		if rec.Info == infoAbortPrepared {
 			st = Aborted
 		}
-		return m.clog.SetStatus(append(subs, rec.XID), st, rec.End)
-	case infoTruncate:
-		if len(p) != 8 {
-			return base.CorruptionErrorf("txn: truncate record of %d bytes", len(p))
-		}
-		return m.clog.Truncate(base.XID(binary.LittleEndian.Uint64(p)))
+		return m.clog.SetStatus(append(r.subs, rec.XID), st, rec.End)
 	}
-	return base.CorruptionErrorf("txn: unknown record info %#x", rec.Info)
 }
 
 // allocXID hands out a new xid to p (as its top xid, or as a subtransaction
@@ -421,11 +354,10 @@ func (m *Manager) reserveThrough(x base.XID) error {
 		if err := m.clog.ZeroPage(page); err != nil {
 			return err
 		}
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], uint64(page))
+		b := appendTxnPayload(nil, infoZeroPage, txnPayload{page: page})
 		// Flushed, once per 32768 xids, so that no xid is ever handed out
 		// twice, even one that left no other trace before a crash.
-		_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoZeroPage, 0).SetPayload(b[:]))
+		_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoZeroPage, 0).SetPayload(b))
 		if err == nil {
 			err = m.wal.Flush(end)
 		}
@@ -435,6 +367,20 @@ func (m *Manager) reserveThrough(x base.XID) error {
 		m.reserved.Store(uint64(base.XID(page+1) * xidsPerPage))
 	}
 	return nil
+}
+
+// Err returns nil while the engine runs, and once its Halt has stopped
+// (whoever stopped it) an error matching base.ErrStopped and the cause.
+func (m *Manager) Err() error { return m.halt.Err() }
+
+// stop stops the engine because of cause and returns cause marked so that
+// it matches base.ErrStopped too.
+func (m *Manager) stop(cause error) error {
+	m.halt.Stop(cause)
+	if errors.Is(cause, base.ErrStopped) {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", base.ErrStopped, cause)
 }
 
 // Status is StatusSource.Status: the CLOG's answer.
@@ -459,9 +405,11 @@ func (m *Manager) Locks() *LockManager { return m.locks }
 // TruncateCLOG removes CLOG segments wholly below oldest, which must be at
 // or below every xid any tuple can still carry without a hint bit.
 func (m *Manager) TruncateCLOG(oldest base.XID) error {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(oldest))
-	_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoTruncate, 0).SetPayload(b[:]))
+	if err := m.halt.Err(); err != nil {
+		return err
+	}
+	b := appendTxnPayload(nil, infoTruncate, txnPayload{oldest: oldest})
+	_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoTruncate, 0).SetPayload(b))
 	if err != nil {
 		return err
 	}
@@ -515,6 +463,10 @@ type Tx struct {
 	// subxids when it began.
 	levels []savepoint
 	done   bool
+	// lost is set, with done, when the flush of tx's commit or prepare
+	// record failed: its outcome is unknown until recovery, it keeps its
+	// xid and locks, and every later call returns lost.
+	lost error
 }
 
 type savepoint struct {
@@ -522,7 +474,18 @@ type savepoint struct {
 	liveStart int
 }
 
-// Begin starts a transaction. It has no xid until it first writes.
+// doneErr is what a call on an ended transaction returns.
+func (tx *Tx) doneErr() error {
+	if tx.lost != nil {
+		return tx.lost
+	}
+	return ErrTxDone
+}
+
+// Begin starts a transaction. It has no xid until it first writes. Begin
+// does no I/O and cannot fail; once the engine has stopped (Err), every
+// call of the transaction that would write returns the stop's error, and
+// the caller checks Err first to refuse new transactions.
 func (m *Manager) Begin() *Tx {
 	return &Tx{m: m, proc: m.procs.Join()}
 }
@@ -531,7 +494,7 @@ func (m *Manager) Begin() *Tx {
 // set so that its own writes are visible.
 func (tx *Tx) Snapshot(dst *Snapshot) error {
 	if tx.done {
-		return ErrTxDone
+		return tx.doneErr()
 	}
 	tx.m.procs.TakeSnapshot(dst, tx.proc)
 	dst.Cur = tx.xid
@@ -553,10 +516,15 @@ func (tx *Tx) XID() base.XID { return tx.xid }
 
 // WriteXID returns the xid to stamp on tx's writes: that of the innermost
 // savepoint, or the top-level one, assigning them on first use (the parent
-// before the child, so a subtransaction's xid is always the larger).
+// before the child, so a subtransaction's xid is always the larger). Once
+// the engine has stopped it returns the stop's error: nothing may be
+// written any more.
 func (tx *Tx) WriteXID() (base.XID, error) {
 	if tx.done {
-		return 0, ErrTxDone
+		return 0, tx.doneErr()
+	}
+	if err := tx.m.halt.Err(); err != nil {
+		return 0, err
 	}
 	if tx.xid == base.InvalidXID {
 		x, err := tx.m.allocXID(tx.proc, false)
@@ -582,29 +550,56 @@ func (tx *Tx) WriteXID() (base.XID, error) {
 }
 
 // Wait blocks until the transaction holding xid ends (or, for a
-// subtransaction xid, rolls back). It returns ErrDeadlock if waiting would
-// deadlock, and the context's error if ctx is done first.
+// subtransaction xid, rolls back). It returns at once if holder holds no
+// lock (it has ended, or never began). It returns ErrDeadlock if waiting
+// would deadlock, ErrLockTimeout after Config.LockTimeout, the context's
+// error if ctx is done first, and the engine's stop error (base.ErrStopped)
+// if the engine stops, or has stopped.
+//
+// When it returns nil, holder's outcome is in the CLOG (it records it
+// before it lets go of its locks), so the caller's next look at the row
+// makes progress. If the CLOG still says holder is running although it
+// holds no lock, holder can never end: Wait reports that as corruption
+// rather than let the caller's loop spin on it for ever.
 func (tx *Tx) Wait(ctx context.Context, holder base.XID) error {
 	if tx.done {
-		return ErrTxDone
+		return tx.doneErr()
+	}
+	m := tx.m
+	if err := m.halt.Err(); err != nil {
+		return fmt.Errorf("txn: waiting for xid %d: %w", holder, err)
 	}
 	waiter := tx.xid
 	if waiter == base.InvalidXID {
 		// A transaction that has not written can be waited for by nobody,
 		// so it cannot be on a cycle; it still needs a name in the graph.
-		var err error
-		if waiter, err = tx.WriteXID(); err != nil {
+		if _, err := tx.WriteXID(); err != nil {
 			return err
 		}
 		waiter = tx.xid
 	}
-	return tx.m.locks.Wait(ctx, waiter, holder)
+	if err := m.locks.Wait(ctx, waiter, holder); err != nil {
+		return err
+	}
+	// The holder may have ended by stopping the engine (rule 3 of the
+	// fatal state), with no outcome in the CLOG.
+	if err := m.halt.Err(); err != nil {
+		return fmt.Errorf("txn: waiting for xid %d: %w", holder, err)
+	}
+	st, err := m.clog.Status(holder)
+	if err != nil {
+		return fmt.Errorf("txn: status of xid %d after waiting for it: %w", holder, err)
+	}
+	if st == InProgress || st == SubCommitted {
+		return base.CorruptionErrorf("txn: xid %d holds no lock but the CLOG says it is %v: it can never end", holder, st)
+	}
+	return nil
 }
 
 // Savepoint opens a savepoint and returns its depth (1 for the first).
 func (tx *Tx) Savepoint() (int, error) {
 	if tx.done {
-		return 0, ErrTxDone
+		return 0, tx.doneErr()
 	}
 	tx.levels = append(tx.levels, savepoint{liveStart: len(tx.proc.subs())})
 	return len(tx.levels), nil
@@ -614,7 +609,7 @@ func (tx *Tx) Savepoint() (int, error) {
 // their writes as part of the enclosing level.
 func (tx *Tx) ReleaseSavepoint(depth int) error {
 	if tx.done {
-		return ErrTxDone
+		return tx.doneErr()
 	}
 	if depth < 1 || depth > len(tx.levels) {
 		return ErrNoSavepoint
@@ -628,7 +623,10 @@ func (tx *Tx) ReleaseSavepoint(depth int) error {
 // locks released, and the savepoint stays open (empty) as in SQL.
 func (tx *Tx) RollbackToSavepoint(depth int) error {
 	if tx.done {
-		return ErrTxDone
+		return tx.doneErr()
+	}
+	if err := tx.m.halt.Err(); err != nil {
+		return err // the caller rolls the whole transaction back
 	}
 	if depth < 1 || depth > len(tx.levels) {
 		return ErrNoSavepoint
@@ -637,7 +635,8 @@ func (tx *Tx) RollbackToSavepoint(depth int) error {
 	start := tx.levels[depth-1].liveStart
 	gone := slices.Clone(live[start:])
 	if len(gone) > 0 {
-		_, end, err := tx.m.wal.Insert(xlog.NewRecord(RmgrTxn, infoAbortSub, tx.xid).SetPayload(appendXIDs(nil, gone)))
+		b := appendTxnPayload(nil, infoAbortSub, txnPayload{subs: gone})
+		_, end, err := tx.m.wal.Insert(xlog.NewRecord(RmgrTxn, infoAbortSub, tx.xid).SetPayload(b))
 		if err != nil {
 			return err
 		}
@@ -657,30 +656,39 @@ func (tx *Tx) RollbackToSavepoint(depth int) error {
 // Commit makes tx's writes visible to later snapshots. With the WAL's
 // synchronous commit on, it returns once the commit record is durable
 // (group commit). A transaction that wrote nothing just ends.
+//
+// If the engine has stopped, Commit rolls tx back and returns the stop's
+// error. If the commit record cannot be inserted, tx aborts. If it was
+// inserted but its flush fails, the outcome is unknown (the record may be
+// on disk): Commit stops the engine, which releases every waiter, and
+// returns an error matching base.ErrStopped and the cause; tx keeps its
+// xid, unmarked in the CLOG, and its locks, for recovery to decide.
 func (tx *Tx) Commit() error {
 	if tx.done {
-		return ErrTxDone
+		return tx.doneErr()
+	}
+	m := tx.m
+	if err := m.halt.Err(); err != nil {
+		tx.Rollback() // in memory only, and never fails to end tx
+		return fmt.Errorf("txn: commit of xid %d: %w", tx.xid, err)
 	}
 	tx.done = true
-	m := tx.m
 	if tx.xid == base.InvalidXID {
 		m.procs.Leave(tx.proc)
 		m.stats.commits.Add(1)
 		return nil
 	}
-	subs := tx.proc.subs()
+	b := appendTxnPayload(nil, infoCommit, txnPayload{subs: tx.proc.subs()})
 	m.ckptDelay.RLock()
 	defer m.ckptDelay.RUnlock()
-	_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoCommit, tx.xid).SetPayload(appendXIDs(nil, subs)))
+	_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoCommit, tx.xid).SetPayload(b))
 	if err != nil {
+		// No whole record is in the log: the transaction aborted.
 		tx.end(Aborted, 0)
 		return fmt.Errorf("txn: commit of xid %d: %w", tx.xid, err)
 	}
 	if err := m.wal.FlushCommit(end); err != nil {
-		// The WAL is broken and the engine is stopping; whether the commit
-		// survives is for recovery to say. Leave it running as far as
-		// this process is concerned.
-		return fmt.Errorf("txn: commit of xid %d: %w", tx.xid, err)
+		return tx.loseOutcome("commit", err)
 	}
 	if err := tx.end(Committed, end); err != nil {
 		return err
@@ -689,10 +697,22 @@ func (tx *Tx) Commit() error {
 	return nil
 }
 
-// Rollback ends tx, discarding its writes.
+// loseOutcome handles the failed flush of tx's commit or prepare record:
+// the record may be durable, so tx may not be marked aborted, and its
+// locks stay held; the engine stops, which releases their waiters, and
+// recovery decides. tx is done; every later call returns the error.
+func (tx *Tx) loseOutcome(what string, cause error) error {
+	tx.done = true
+	tx.lost = tx.m.stop(fmt.Errorf("txn: %s of xid %d, outcome unknown until recovery: flush of its record: %w", what, tx.xid, cause))
+	return tx.lost
+}
+
+// Rollback ends tx, discarding its writes. It always ends tx, releasing
+// its locks; once the engine has stopped it does so in memory only
+// (recovery aborts whatever never finished).
 func (tx *Tx) Rollback() error {
 	if tx.done {
-		return ErrTxDone
+		return tx.doneErr()
 	}
 	tx.done = true
 	m := tx.m
@@ -701,9 +721,12 @@ func (tx *Tx) Rollback() error {
 		m.procs.Leave(tx.proc)
 		return nil
 	}
-	_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoAbort, tx.xid).SetPayload(appendXIDs(nil, tx.proc.subs())))
-	if err != nil {
-		end = 0 // recovery will find it unfinished and abort it
+	var end base.LSN
+	if m.halt.Err() == nil {
+		b := appendTxnPayload(nil, infoAbort, txnPayload{subs: tx.proc.subs()})
+		if _, e, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoAbort, tx.xid).SetPayload(b)); err == nil {
+			end = e
+		} // else recovery will find it unfinished and abort it
 	}
 	return tx.end(Aborted, end)
 }
@@ -714,12 +737,18 @@ var testHookBeforeEndXID func(xid base.XID)
 
 // end records st for tx's xids in the CLOG, leaves the ProcArray (in that
 // order: a snapshot that no longer lists the xid must find its outcome) and
-// releases the locks, waking waiters.
+// releases the locks, waking waiters. If the CLOG cannot record the
+// outcome the engine stops (PostgreSQL's critical section): the xid ends
+// with no outcome in memory, which only recovery can give it, and the
+// stop's error is what its waiters get.
 func (tx *Tx) end(st Status, lsn base.LSN) error {
 	m := tx.m
 	subs := tx.proc.subs()
 	xids := append(slices.Clone(subs), tx.xid)
 	err := m.clog.SetStatus(xids, st, lsn)
+	if err != nil {
+		err = m.stop(fmt.Errorf("txn: record outcome %v of xid %d in the CLOG: %w", st, tx.xid, err))
+	}
 	if testHookBeforeEndXID != nil {
 		testHookBeforeEndXID(tx.xid)
 	}
@@ -729,27 +758,29 @@ func (tx *Tx) end(st Status, lsn base.LSN) error {
 	for _, x := range xids {
 		m.locks.Release(x)
 	}
-	if err != nil {
-		return fmt.Errorf("txn: record outcome of xid %d: %w", tx.xid, err)
-	}
-	return nil
+	return err
 }
 
 // Prepare turns tx into a prepared transaction named gid (the first phase
 // of two-phase commit): its outcome is decided later by CommitPrepared or
 // RollbackPrepared, from any session, and survives a crash until then. tx
-// itself is over when Prepare returns.
+// itself is over when Prepare returns. If the prepare record's flush
+// fails, the outcome is unknown, as for Commit: the engine stops and tx
+// keeps its locks.
 func (tx *Tx) Prepare(gid string) error {
 	if tx.done {
-		return ErrTxDone
+		return tx.doneErr()
 	}
-	if len(gid) == 0 || len(gid) > 200 {
-		return fmt.Errorf("txn: gid must be 1 to 200 bytes, got %d", len(gid))
+	m := tx.m
+	if err := m.halt.Err(); err != nil {
+		return err
+	}
+	if len(gid) == 0 || len(gid) > maxGIDLen {
+		return fmt.Errorf("txn: gid must be 1 to %d bytes, got %d", maxGIDLen, len(gid))
 	}
 	if _, err := tx.WriteXID(); err != nil { // a prepared transaction has an xid
 		return err
 	}
-	m := tx.m
 	subs := slices.Clone(tx.proc.subs())
 	m.prepMu.Lock()
 	if _, dup := m.prepared[gid]; dup {
@@ -762,16 +793,18 @@ func (tx *Tx) Prepare(gid string) error {
 	m.prepared[gid] = p
 	m.prepMu.Unlock()
 
-	b := appendXIDs(appendGID(nil, gid), subs)
+	b := appendTxnPayload(nil, infoPrepare, txnPayload{gid: gid, subs: subs})
 	_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, infoPrepare, tx.xid).SetPayload(b))
-	if err == nil {
-		err = m.wal.Flush(end)
-	}
 	if err != nil {
 		m.prepMu.Lock()
 		delete(m.prepared, gid)
 		m.prepMu.Unlock()
 		return fmt.Errorf("txn: prepare %q: %w", gid, err)
+	}
+	if err := m.wal.Flush(end); err != nil {
+		// It may be prepared on disk: leave it registered (nothing can
+		// finish it now the engine stops), holding its locks.
+		return tx.loseOutcome(fmt.Sprintf("prepare %q", gid), err)
 	}
 	tx.done = true
 	return nil
@@ -783,7 +816,13 @@ func (m *Manager) CommitPrepared(gid string) error { return m.finishPrepared(gid
 // RollbackPrepared rolls back the prepared transaction gid.
 func (m *Manager) RollbackPrepared(gid string) error { return m.finishPrepared(gid, Aborted) }
 
+// finishPrepared logs the decision on gid and ends it. If the decision's
+// flush fails its outcome is unknown: the engine stops, and gid stays
+// prepared, holding its locks, for recovery to decide.
 func (m *Manager) finishPrepared(gid string, st Status) error {
+	if err := m.halt.Err(); err != nil {
+		return fmt.Errorf("txn: finish prepared %q: %w", gid, err)
+	}
 	m.prepMu.Lock()
 	p, ok := m.prepared[gid]
 	if ok {
@@ -793,22 +832,26 @@ func (m *Manager) finishPrepared(gid string, st Status) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownGID, gid)
 	}
+	restore := func() {
+		m.prepMu.Lock()
+		m.prepared[gid] = p
+		m.prepMu.Unlock()
+	}
 	info := infoCommitPrepared
 	if st == Aborted {
 		info = infoAbortPrepared
 	}
-	b := appendXIDs(appendGID(nil, gid), p.subs)
+	b := appendTxnPayload(nil, info, txnPayload{gid: gid, subs: p.subs})
 	m.ckptDelay.RLock()
 	defer m.ckptDelay.RUnlock()
 	_, end, err := m.wal.Insert(xlog.NewRecord(RmgrTxn, info, p.xid).SetPayload(b))
-	if err == nil {
-		err = m.wal.Flush(end)
-	}
 	if err != nil {
-		m.prepMu.Lock()
-		m.prepared[gid] = p
-		m.prepMu.Unlock()
+		restore()
 		return fmt.Errorf("txn: finish prepared %q: %w", gid, err)
+	}
+	if err := m.wal.Flush(end); err != nil {
+		restore()
+		return m.stop(fmt.Errorf("txn: finish prepared %q (xid %d), outcome unknown until recovery: flush of its record: %w", gid, p.xid, err))
 	}
 	tx := &Tx{m: m, proc: p.proc, xid: p.xid}
 	if st == Committed {

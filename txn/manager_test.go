@@ -24,11 +24,17 @@ func walConfig() xlog.Config {
 // openManager opens (and recovers) a WAL and a Manager on fs.
 func openManager(t testing.TB, fs vfs.FS, wcfg xlog.Config) (*xlog.Log, *Manager) {
 	t.Helper()
+	return openManagerConfig(t, fs, wcfg, Config{})
+}
+
+// openManagerConfig is openManager with a Manager configuration.
+func openManagerConfig(t testing.TB, fs vfs.FS, wcfg xlog.Config, cfg Config) (*xlog.Log, *Manager) {
+	t.Helper()
 	l, err := xlog.Open(fs, testDir, wcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewManager(fs, testDir, l, Config{})
+	m, err := NewManager(fs, testDir, l, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
