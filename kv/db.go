@@ -61,7 +61,7 @@ type DB struct {
 }
 
 type dbCounters struct {
-	conflicts, deadlocks atomic.Uint64
+	conflicts, deadlocks, lockTimeouts atomic.Uint64
 }
 
 // keyspace is one keyspace's pair of relations.
@@ -214,6 +214,8 @@ func (db *DB) openEngine() error {
 	db.txm, err = txn.NewManager(db.fs, db.dir, db.wal, txn.Config{
 		CLOGBuffers:     int(max(c.TransactionBuffers/8192, 2)),
 		DeadlockTimeout: c.DeadlockTimeout,
+		LockTimeout:     c.LockTimeout,
+		Halt:            db.halt,
 		Logger:          logger,
 	})
 	if err != nil {
@@ -389,7 +391,20 @@ func (db *DB) Checkpoint() error {
 		return err
 	}
 	defer db.leave()
-	return db.wal.Checkpoint()
+	return db.stopped(db.wal.Checkpoint())
+}
+
+// stopped returns err, or, if the engine stopped on the way (a subsystem
+// stopped the Halt and returned its own cause), the Halt's error, which
+// matches ErrEngineStopped and that cause.
+func (db *DB) stopped(err error) error {
+	if err == nil || errors.Is(err, ErrEngineStopped) {
+		return err
+	}
+	if herr := db.halt.Err(); herr != nil {
+		return herr
+	}
+	return err
 }
 
 // Settings lists every setting with its value and where it came from,

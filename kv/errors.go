@@ -41,6 +41,9 @@ var (
 	ErrSerialization = errors.New("kv: could not serialize access due to concurrent update")
 	// ErrDeadlock: this transaction was chosen to break a deadlock; retry.
 	ErrDeadlock = errors.New("kv: deadlock detected")
+	// ErrLockTimeout: a row-lock wait lasted longer than lock_timeout;
+	// the transaction is aborted (roll it back and retry if you like).
+	ErrLockTimeout = errors.New("kv: canceling statement due to lock timeout")
 	// ErrNotSupported: a feature not built yet; never a silent downgrade.
 	ErrNotSupported = errors.New("kv: not supported")
 	// ErrBadSetting: an option or heapkv.conf line is invalid.
@@ -63,4 +66,6 @@ var (
 const (
 	MaxKeySize   = 1024
 	MaxValueSize = 64 << 20
+	// MaxGIDSize bounds the name of a prepared transaction.
+	MaxGIDSize = 200
 )

@@ -61,7 +61,10 @@ func (tx *Tx) scan(ks *keyspace, start, end []byte, opts *ScanOptions) *Iterator
 	// A scan sees one snapshot throughout, taken before any index entry
 	// is read (see Tx.get), and its own copy: a Read Committed
 	// transaction's next read replaces tx's.
-	s := tx.snapshot()
+	s, err := tx.snapshot()
+	if err != nil {
+		return &Iterator{err: tx.fail(err), done: true}
+	}
 	it.snap = txn.Snapshot{XMin: s.XMin, XMax: s.XMax, XIP: slices.Clone(s.XIP), Cur: s.Cur, Subs: slices.Clone(s.Subs)}
 	it.it = ks.tree.Scan(start, end, o.Reverse)
 	return it

@@ -88,6 +88,10 @@ type Options struct {
 	DataChecksums Toggle
 	// DeadlockTimeout (deadlock_timeout). Default 1 s.
 	DeadlockTimeout time.Duration
+	// LockTimeout (lock_timeout) bounds a wait for a row lock: a longer
+	// one fails with ErrLockTimeout and aborts the transaction. Default 0:
+	// no limit (the transaction's context still bounds it).
+	LockTimeout time.Duration
 	// BgWriterDelay (bgwriter_delay). Default 200 ms.
 	BgWriterDelay time.Duration
 	// BgWriterLRUMaxPages (bgwriter_lru_maxpages). Default 100.

@@ -80,6 +80,8 @@ var settingDefs = []settingDef{
 		desc: "page checksums (fixed when the directory is created)", field: func(o *Options) any { return &o.DataChecksums }},
 	{name: "deadlock_timeout", kind: kindDuration, unit: "ms", def: "1s", min: float64(time.Millisecond), max: float64(time.Hour),
 		desc: "wait before checking for a deadlock", field: func(o *Options) any { return &o.DeadlockTimeout }},
+	{name: "lock_timeout", kind: kindDuration, unit: "ms", def: "0", min: 0, max: float64(24 * time.Hour),
+		desc: "longest wait for a row lock before the statement fails; 0: no limit", field: func(o *Options) any { return &o.LockTimeout }},
 	{name: "bgwriter_delay", kind: kindDuration, unit: "ms", def: "200ms", min: float64(10 * time.Millisecond), max: float64(10 * time.Second),
 		desc: "background writer's sleep between rounds", field: func(o *Options) any { return &o.BgWriterDelay }},
 	{name: "bgwriter_lru_maxpages", kind: kindInt, def: "100", min: 0, max: 1 << 30,

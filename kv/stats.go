@@ -32,6 +32,8 @@ type DatabaseStats struct {
 	TempBytes  uint64 // temp_bytes
 	Deadlocks  uint64 // deadlocks
 	Conflicts  uint64 // serialization failures
+	// LockTimeouts counts lock waits that lock_timeout ended.
+	LockTimeouts uint64
 }
 
 // WALStats is pg_stat_wal.
@@ -105,6 +107,7 @@ func (db *DB) Stats() (Stats, error) {
 			Commits: ts.Commits, Rollbacks: ts.Rollbacks,
 			BlocksRead: ps.Reads, BlocksHit: ps.Hits,
 			Deadlocks: db.stats.deadlocks.Load(), Conflicts: db.stats.conflicts.Load(),
+			LockTimeouts: db.stats.lockTimeouts.Load(),
 		},
 		WAL: WALStats(ws),
 		BgWriter: BgWriterStats{

@@ -107,6 +107,9 @@ func (db *DB) Begin(ctx context.Context, opts TxOptions) (*Tx, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if err := db.txm.Err(); err != nil {
+		return nil, err
+	}
 	return &Tx{db: db, ctx: ctx, t: db.txm.Begin(), opts: opts}, nil
 }
 
@@ -129,14 +132,16 @@ func (tx *Tx) end() { tx.db.leave() }
 
 // snapshot returns the snapshot for the next operation: the transaction's
 // own under Repeatable Read, a fresh one under Read Committed.
-func (tx *Tx) snapshot() *txn.Snapshot {
+func (tx *Tx) snapshot() (*txn.Snapshot, error) {
 	if !tx.haveSnap || tx.opts.Isolation == ReadCommitted {
-		tx.t.Snapshot(&tx.snap)
+		if err := tx.t.Snapshot(&tx.snap); err != nil {
+			return nil, err
+		}
 		tx.haveSnap = true
 	} else {
 		tx.t.SetOwn(&tx.snap)
 	}
-	return &tx.snap
+	return &tx.snap, nil
 }
 
 // fail translates err to kv's sentinels and decides what it means for tx.
@@ -153,6 +158,7 @@ func (tx *Tx) fail(err error) error {
 	if err == nil {
 		return nil
 	}
+	err = tx.db.stopped(err)
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoKeyspace), errors.Is(err, ErrKeyspaceExists):
 		return err
@@ -166,6 +172,9 @@ func (tx *Tx) fail(err error) error {
 		return err
 	case errors.Is(err, heap.ErrValueTooLarge):
 		err = fmt.Errorf("%w: %v", ErrValueTooLarge, err)
+	case errors.Is(err, txn.ErrLockTimeout):
+		tx.db.stats.lockTimeouts.Add(1)
+		err = fmt.Errorf("%w: %v", ErrLockTimeout, err)
 	}
 	tx.abortBlock(err)
 	return err
@@ -231,7 +240,10 @@ func (tx *Tx) get(ks *keyspace, key []byte) ([]byte, error) {
 	// sees. Taken after the lookup, a snapshot could see an update commit
 	// whose new version the looked-up entry predates: the old version then
 	// reads as deleted and an existing row as not found.
-	snap := tx.snapshot()
+	snap, err := tx.snapshot()
+	if err != nil {
+		return nil, err
+	}
 	tid, found, err := ks.tree.Lookup(key)
 	if err != nil {
 		return nil, err
@@ -325,7 +337,10 @@ func (tx *Tx) acquire(ks *keyspace, key []byte) (found bool, w writeTarget, err 
 		if err := tx.ctx.Err(); err != nil {
 			return false, w, err
 		}
-		snap := tx.snapshot()
+		snap, err := tx.snapshot()
+		if err != nil {
+			return false, w, err
+		}
 		indexTID, found, err := ks.tree.Lookup(key)
 		if err != nil || !found {
 			return false, w, err
@@ -507,7 +522,10 @@ func truncKey(k []byte) []byte {
 
 // Commit makes tx's writes durable (with SynchronousCommit on) and visible.
 // After it returns, with or without error, tx is over; a failed Commit has
-// rolled back.
+// rolled back, except after an error matching ErrEngineStopped: the engine
+// stopped while the commit record was being made durable, so whether it
+// reached the disk is unknown until the next Open, whose recovery commits
+// the transaction whole if it did and aborts it whole if not.
 func (tx *Tx) Commit() error {
 	if tx.done {
 		return ErrTxDone
@@ -523,7 +541,7 @@ func (tx *Tx) Commit() error {
 	tx.done = true
 	if err := tx.t.Commit(); err != nil {
 		tx.settleCounts(false)
-		return err
+		return tx.db.stopped(err)
 	}
 	tx.settleCounts(true)
 	for _, ks := range tx.dropped {
@@ -649,11 +667,18 @@ func (tx *Tx) Prepare(gid string) error {
 		return err
 	}
 	defer tx.db.leave()
+	if len(gid) == 0 || len(gid) > MaxGIDSize {
+		return fmt.Errorf("%w: gid must be 1 to %d bytes, got %d", ErrBadSetting, MaxGIDSize, len(gid))
+	}
 	if err := tx.t.Prepare(gid); err != nil {
 		if errors.Is(err, txn.ErrDuplicateGID) {
 			return fmt.Errorf("%w: prepared transaction %q exists", ErrBadSetting, gid)
 		}
-		return err
+		// Anything else (the engine stopped) ends the transaction; if
+		// the prepare record reached the disk, recovery restores it.
+		tx.abortBlock(err)
+		tx.done = true
+		return tx.db.stopped(err)
 	}
 	tx.done = true
 	tx.settleCounts(false) // decided later; count its versions when it is
@@ -680,7 +705,7 @@ func (db *DB) finishPrepared(gid string, commit bool) error {
 	if errors.Is(err, txn.ErrUnknownGID) {
 		return fmt.Errorf("%w: no prepared transaction %q", ErrNotFound, gid)
 	}
-	return err
+	return db.stopped(err)
 }
 
 // Prepared lists the gids of the prepared transactions awaiting a decision.
