@@ -8,7 +8,9 @@
 // which files were written since the last checkpoint, so a checkpoint fsyncs
 // exactly those; a file is registered after its write returns, so a
 // concurrent fsync can never clear the registration of a write it did not
-// cover. It creates a relation's file only when the file system says it does
+// cover. Dropping a relation forgets its fsync request; a checkpoint that
+// took the file before the drop ignores its failed fsync, since nothing of a
+// dropped relation needs to be durable. It creates a relation's file only when the file system says it does
 // not exist (fs.ErrNotExist); any other error is returned, because creating
 // over an existing file would truncate it.
 //

@@ -400,3 +400,43 @@ func TestSyncDuringWriteKeepsFileRegistered(t *testing.T) {
 		t.Fatalf("page written before the last Sync was lost in a crash: %v", err)
 	}
 }
+
+// A relation dropped while a checkpoint fsyncs the files it wrote must not
+// make that fsync fail: the file is gone and nothing of it needs to be
+// durable (PostgreSQL forgets the fsync requests of a dropped relation).
+// The kill -9 loop met this as a fatal "file already closed" when a
+// keyspace was dropped during a checkpoint.
+func TestDropDuringSync(t *testing.T) {
+	h := &hookFS{FS: vfs.NewMemFS()}
+	s, err := OpenStorage(h, "/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := make([]byte, BlockSize)
+	for _, rel := range []base.RelFileNode{7, 8} {
+		if err := s.Create(rel); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Write(rel, 0, page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped := false
+	h.onSync = func(name string) {
+		if strings.HasSuffix(name, "/7") && !dropped {
+			dropped = true
+			if err := s.Drop(7); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatalf("sync with a relation dropped meanwhile: %v", err)
+	}
+	if !dropped {
+		t.Fatal("the hook never ran")
+	}
+	if err := s.Write(8, 1, page); err != nil {
+		t.Fatalf("storage stopped after the drop: %v", err)
+	}
+}

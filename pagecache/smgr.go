@@ -42,7 +42,10 @@ type Storage struct {
 // relFile is one open relation. extendMu is the relation extension lock: it
 // serialises growing the file so two extenders never get the same block.
 type relFile struct {
-	f        vfs.File
+	f vfs.File
+	// dropped is set by Drop before it closes f, so that a Sync that took
+	// f before the drop knows a failure of f's fsync means nothing.
+	dropped  atomic.Bool
 	extendMu sync.Mutex
 	mu       sync.Mutex
 	nblocks  base.BlockNum // guarded by mu; the file's size in blocks
@@ -272,10 +275,11 @@ func (s *Storage) Drop(rel base.RelFileNode) error {
 		return err
 	}
 	if rf, ok := s.mu.files[rel]; ok {
+		rf.dropped.Store(true)
 		rf.f.Close()
 		delete(s.mu.files, rel)
 	}
-	delete(s.mu.pending, rel)
+	delete(s.mu.pending, rel) // forget its fsync request
 	if err := s.fs.Remove(s.path(rel)); err != nil && !vfs.IsNotExist(err) {
 		return fmt.Errorf("pagecache: remove relation %d: %w", rel, err)
 	}
@@ -310,6 +314,9 @@ func (s *Storage) Sync() error {
 
 	for i, rf := range todo {
 		if err := rf.f.Sync(); err != nil {
+			if rf.dropped.Load() {
+				continue // dropped meanwhile: nothing of it must be durable
+			}
 			err = fmt.Errorf("%w: relation %d: %w", ErrDataSyncFailed, rels[i], err)
 			s.mu.Lock()
 			if s.mu.failed == nil {
