@@ -13,6 +13,13 @@
 // that is how a sweep measures K, the operations of its workload, before it
 // fails each of them in turn.
 //
+// A sweep needs the same workload to make the same operations in the same
+// order every time, which goroutines of the code under test that run on
+// their own schedule (a WAL writer creating a segment ahead) would spoil.
+// SetBackground takes a test that recognises such a goroutine; its
+// operations are then numbered in a second sequence (Op.Background), and
+// the foreground sequence stays deterministic.
+//
 // Each operation is described by an Op: its index, kind, path, offset and
 // length, and whether it grows a file (a WriteAt past the end, a Truncate to
 // a larger size), which is what can fail with ENOSPC on a full disk.
@@ -20,10 +27,12 @@
 // # Injecting
 //
 // Before an operation runs, the Injector decides whether it fails and with
-// what error. The ones provided: OnIndex (operation n fails, once),
-// FromIndex (n and every later one fail, a device that has died), and
-// DiskFull (the nth write or extend fails with ENOSPC and so does every
-// later operation that grows a file; overwrites within a file still work).
+// what error. The ones provided: OnIndex (foreground operation n fails,
+// once), FromIndex (n and every later one fail, background ones too: a
+// device that has died), DiskFull (the nth foreground write or extend
+// fails with ENOSPC and so does every later operation that grows a file;
+// overwrites within a file still work), and Nth (the nth operation a
+// predicate selects, such as the nth background one or the nth sync).
 // Every injected error matches ErrInjected and unwraps to its cause
 // (syscall.EIO unless told otherwise), and names the operation it failed.
 //

@@ -46,9 +46,14 @@ func (k Kind) String() string {
 
 // Op describes one operation.
 type Op struct {
-	// Index is the operation's place among all operations of the FS, from 1.
+	// Index is the operation's place, from 1, among the foreground
+	// operations of the FS, or among its background ones if Background.
 	Index int64
-	Kind  Kind
+	// Background marks an operation the FS's background test (see
+	// SetBackground) claimed: made by a goroutine of the code under test
+	// that runs on its own schedule.
+	Background bool
+	Kind       Kind
 	// Path is the file or directory as the caller named it; for a File
 	// operation, the name the file was opened with.
 	Path string
@@ -76,6 +81,9 @@ func (op Op) WriteOrExtend() bool {
 
 func (op Op) String() string {
 	s := fmt.Sprintf("#%d %s %s", op.Index, op.Kind, op.Path)
+	if op.Background {
+		s = "background " + s
+	}
 	switch op.Kind {
 	case OpRename:
 		s += " -> " + op.NewPath
@@ -123,24 +131,29 @@ func causeOrEIO(err error) error {
 	return err
 }
 
-// OnIndex fails the operation with index n, once, with err (nil:
-// syscall.EIO).
+// OnIndex fails the foreground operation with index n, once, with err
+// (nil: syscall.EIO).
 func OnIndex(n int64, err error) Injector {
 	err = causeOrEIO(err)
 	return InjectorFunc(func(op Op) error {
-		if op.Index == n {
+		if !op.Background && op.Index == n {
 			return err
 		}
 		return nil
 	})
 }
 
-// FromIndex fails the operation with index n and every later one with err
-// (nil: syscall.EIO), as a device that died would.
+// FromIndex fails the foreground operation with index n and every later
+// operation, background ones included, with err (nil: syscall.EIO), as a
+// device that died would.
 func FromIndex(n int64, err error) Injector {
 	err = causeOrEIO(err)
+	var dead atomic.Bool
 	return InjectorFunc(func(op Op) error {
-		if op.Index >= n {
+		if !op.Background && op.Index >= n {
+			dead.Store(true)
+		}
+		if dead.Load() {
 			return err
 		}
 		return nil
@@ -165,18 +178,23 @@ func Nth(n int64, match func(Op) bool, persistent bool, err error) Injector {
 	})
 }
 
-// DiskFull models a disk that fills up: the nth operation that writes or
-// extends (Op.WriteOrExtend) fails with syscall.ENOSPC, and from then on so
-// does every operation that grows a file. Writes within a file's current
-// size still succeed, as they need no new blocks.
+// DiskFull models a disk that fills up: the nth foreground operation that
+// writes or extends (Op.WriteOrExtend) fails with syscall.ENOSPC, and from
+// then on so does every operation, background ones included, that grows a
+// file. Writes within a file's current size still succeed, as they need no
+// new blocks.
 func DiskFull(n int64) Injector {
 	var seen atomic.Int64
+	var full atomic.Bool
 	return InjectorFunc(func(op Op) error {
 		if !op.WriteOrExtend() {
 			return nil
 		}
-		k := seen.Add(1)
-		if k == n || k > n && op.Grows {
+		if !op.Background && seen.Add(1) == n {
+			full.Store(true)
+			return syscall.ENOSPC
+		}
+		if full.Load() && op.Grows {
 			return syscall.ENOSPC
 		}
 		return nil
@@ -190,7 +208,8 @@ type FS struct {
 	// mem is fs if it is a MemFS: then a failed Sync is made to fail inside
 	// the MemFS too, so that it loses its unsynced writes.
 	mem *vfs.MemFS
-	n   atomic.Int64
+	n   atomic.Int64 // foreground operations started
+	bg  atomic.Int64 // background operations started
 	// syncMu is held shared by every Sync that goes through to a MemFS and
 	// exclusively by one that arms the MemFS to fail it, so that no other
 	// Sync consumes the armed rule.
@@ -198,11 +217,12 @@ type FS struct {
 
 	mu struct {
 		sync.Mutex
-		inj      Injector
-		done     func(Op, error)
-		injected []Op
-		tracing  bool
-		trace    []Op
+		inj        Injector
+		background func() bool
+		done       func(Op, error)
+		injected   []Op
+		tracing    bool
+		trace      []Op
 	}
 }
 
@@ -219,8 +239,23 @@ func Wrap(fsys vfs.FS, inj Injector) *FS {
 // Unwrap returns the wrapped FS.
 func (f *FS) Unwrap() vfs.FS { return f.fs }
 
-// Ops returns how many operations have started so far.
+// Ops returns how many foreground operations have started so far.
 func (f *FS) Ops() int64 { return f.n.Load() }
+
+// BackgroundOps returns how many background operations have started so far.
+func (f *FS) BackgroundOps() int64 { return f.bg.Load() }
+
+// SetBackground sets the test, made at the start of every operation in the
+// goroutine making it, that says the operation is a background one: it is
+// then numbered in a sequence of its own (Op.Background), so that the
+// foreground sequence of a deterministic workload stays the same from run
+// to run however the code under test schedules its own goroutines. nil
+// (the default) makes every operation foreground.
+func (f *FS) SetBackground(fn func() bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.background = fn
+}
 
 // SetInjector replaces the injector; nil stops injecting. Counting goes on.
 func (f *FS) SetInjector(inj Injector) {
@@ -261,7 +296,15 @@ func (f *FS) Traced() []Op {
 
 // start numbers op and asks the injector about it.
 func (f *FS) start(op Op) (Op, error) {
-	op.Index = f.n.Add(1)
+	f.mu.Lock()
+	bg := f.mu.background
+	f.mu.Unlock()
+	if bg != nil && bg() {
+		op.Background = true
+		op.Index = f.bg.Add(1)
+	} else {
+		op.Index = f.n.Add(1)
+	}
 	f.mu.Lock()
 	inj := f.mu.inj
 	if f.mu.tracing {

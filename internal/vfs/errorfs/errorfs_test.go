@@ -2,9 +2,11 @@ package errorfs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -327,5 +329,59 @@ func TestFailedCloseReleasesFile(t *testing.T) {
 	}
 	if _, err := a.WriteAt([]byte("x"), 0); !errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("write after failed close: %v, want the file closed", err)
+	}
+}
+
+// TestBackgroundSequence: operations the background test claims are
+// numbered apart, so the foreground numbering does not depend on them,
+// and OnIndex counts only foreground ones while FromIndex kills both.
+func TestBackgroundSequence(t *testing.T) {
+	m := vfs.NewMemFS()
+	m.MkdirAll("/d")
+	f := Wrap(m, nil)
+	var inBG atomic.Bool
+	f.SetBackground(inBG.Load)
+	f.Trace(true)
+	f.Stat("/d") // fg 1
+	inBG.Store(true)
+	f.Stat("/d") // bg 1
+	f.Stat("/d") // bg 2
+	inBG.Store(false)
+	f.Stat("/d") // fg 2
+	var got []string
+	for _, op := range f.Traced() {
+		got = append(got, fmt.Sprintf("%v:%d", op.Background, op.Index))
+	}
+	if want := []string{"false:1", "true:1", "true:2", "false:2"}; !slices.Equal(got, want) {
+		t.Fatalf("numbering %v, want %v", got, want)
+	}
+	if f.Ops() != 2 || f.BackgroundOps() != 2 {
+		t.Fatalf("Ops %d, BackgroundOps %d", f.Ops(), f.BackgroundOps())
+	}
+
+	f = Wrap(m, FromIndex(2, nil))
+	f.SetBackground(inBG.Load)
+	inBG.Store(true)
+	if _, err := f.Stat("/d"); err != nil { // bg 1, before the device died
+		t.Fatal(err)
+	}
+	inBG.Store(false)
+	f.Stat("/d")                            // fg 1
+	if _, err := f.Stat("/d"); err == nil { // fg 2 dies
+		t.Fatal("fg 2 did not fail")
+	}
+	inBG.Store(true)
+	if _, err := f.Stat("/d"); err == nil { // bg 2, after
+		t.Fatal("background op after the device died did not fail")
+	}
+
+	f = Wrap(m, OnIndex(1, nil))
+	f.SetBackground(inBG.Load)
+	if _, err := f.Stat("/d"); err != nil { // bg 1: OnIndex counts foreground only
+		t.Fatal(err)
+	}
+	inBG.Store(false)
+	if _, err := f.Stat("/d"); err == nil {
+		t.Fatal("fg 1 did not fail")
 	}
 }
