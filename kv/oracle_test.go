@@ -6,8 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,10 +20,61 @@ import (
 )
 
 var (
-	oracleSeeds = flag.Int("oracle.seeds", 0, "seeds of the pebble differential test (0: default)")
-	oracleSeed  = flag.Uint64("oracle.seed", 0, "first seed of the pebble differential test (0: time-based)")
-	oracleOps   = flag.Int("oracle.ops", 0, "operations per seed (0: default)")
+	oracleSeeds  = flag.Int("oracle.seeds", 0, "seeds of the pebble differential test (0: default)")
+	oracleSeed   = flag.Uint64("oracle.seed", 0, "first seed of the pebble differential test (0: time-based)")
+	oracleOps    = flag.Int("oracle.ops", 0, "operations per seed (0: default)")
+	oracleConfig = flag.String("oracle.config", "", "TestOracleMatrix: run only the configuration of this name")
+	matrixSeeds  = flag.Int("oracle.matrix.seeds", 0, "TestOracleMatrix: seeds per configuration (0: default)")
 )
+
+// oracleConf is one configuration of the metamorphic matrix. The same seed
+// makes the same random operations under every configuration, and every
+// read must agree with pebble under each.
+type oracleConf struct {
+	name string
+	// set are Options.Set calls over the base options.
+	set map[string]string
+	// untorn: crashes never tear a write. full_page_writes off is only
+	// safe on storage that writes a page atomically, so that is the
+	// storage it is tested on.
+	untorn bool
+	// ckptEvery forces a checkpoint every that many operations, in the
+	// middle of transactions too.
+	ckptEvery int
+	// syncOff: synchronous_commit off. A crash may lose the last
+	// acknowledged commits, but what survives must be the state after a
+	// prefix of the commit order, no older than the last checkpoint or
+	// clean reopen.
+	syncOff bool
+}
+
+// oracleConfs is the matrix. The base options have 2 MB of shared buffers,
+// whose derived wal_buffers is the 64 kB minimum already; the wal_buffers
+// configuration sets it beside a pool that would derive 512 kB.
+// full_page_writes off runs with the smallest pool, so that evicted pages
+// are often unsynced at a crash: with torn writes allowed it fails (a torn
+// page has no image in the WAL to restore it), as it must.
+var oracleConfs = []oracleConf{
+	{name: "default"},
+	{name: "shared_buffers=128kB", set: map[string]string{"shared_buffers": "128kB"}},
+	{name: "wal_buffers=64kB", set: map[string]string{"shared_buffers": "16MB", "wal_buffers": "64kB"}},
+	{name: "wal_compression=s2", set: map[string]string{"wal_compression": "s2"}, ckptEvery: 7},
+	{name: "wal_compression=zstd", set: map[string]string{"wal_compression": "zstd"}, ckptEvery: 7},
+	{name: "full_page_writes=off", set: map[string]string{"full_page_writes": "off", "shared_buffers": "128kB"}, untorn: true},
+	{name: "checkpoint every 3 ops", ckptEvery: 3},
+	{name: "synchronous_commit=off", set: map[string]string{"synchronous_commit": "off", "wal_writer_delay": "1ms"}, syncOff: true},
+	{name: "small and compressed", set: map[string]string{"shared_buffers": "128kB", "wal_compression": "zstd"}, ckptEvery: 5},
+}
+
+func (c *oracleConf) options() *Options {
+	opts := &Options{SharedBuffers: 2 << 20, walSegmentSize: 256 << 10}
+	for _, name := range slices.Sorted(maps.Keys(c.set)) {
+		if err := opts.Set(name, c.set[name]); err != nil {
+			panic(err)
+		}
+	}
+	return opts
+}
 
 // TestOracle is the differential test: seeded random sequences of
 // transactions (puts, deletes, gets, forward and reverse scans with random
@@ -47,24 +100,71 @@ func TestOracle(t *testing.T) {
 	t.Logf("seeds %d.. (%d of them; rerun with -oracle.seed=N -oracle.seeds=1)", first, seeds)
 	for s := range uint64(seeds) {
 		seed := first + s
-		if err := runOracle(t, seed, ops); err != nil {
-			t.Fatalf("seed %d: %v (rerun: go test ./kv -run TestOracle -oracle.seed=%d -oracle.seeds=1 -v)", seed, err, seed)
+		if err := runOracle(t, &oracleConfs[0], seed, ops); err != nil {
+			t.Fatalf("seed %d: %v (rerun: go test ./kv -run 'TestOracle$' -oracle.seed=%d -oracle.seeds=1 -v)", seed, err, seed)
 		}
+	}
+}
+
+// TestOracleMatrix is the metamorphic run: the differential test under
+// every configuration of oracleConfs, a few seeds each (more with
+// -oracle.matrix.seeds), the same seeds for every configuration.
+func TestOracleMatrix(t *testing.T) {
+	seeds, ops := 4, 120
+	if testing.Short() || raceEnabled {
+		seeds = 1
+	}
+	if *matrixSeeds > 0 {
+		seeds = *matrixSeeds
+	}
+	if *oracleOps > 0 {
+		ops = *oracleOps
+	}
+	first := *oracleSeed
+	if first == 0 {
+		first = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seeds %d.. (%d per configuration, %d configurations)", first, seeds, len(oracleConfs))
+	ran := 0
+	for i := range oracleConfs {
+		c := &oracleConfs[i]
+		if *oracleConfig != "" && c.name != *oracleConfig {
+			continue
+		}
+		ran++
+		t.Run(c.name, func(t *testing.T) {
+			for s := range uint64(seeds) {
+				seed := first + s
+				if err := runOracle(t, c, seed, ops); err != nil {
+					t.Fatalf("seed %d: %v (rerun: go test ./kv -run TestOracleMatrix -oracle.config='%s' -oracle.seed=%d -oracle.matrix.seeds=1 -v)", seed, err, c.name, seed)
+				}
+			}
+		})
+	}
+	if ran == 0 {
+		t.Fatalf("no configuration named %q", *oracleConfig)
 	}
 }
 
 type oracle struct {
 	t    *testing.T
+	cfg  *oracleConf
 	r    *rand.Rand
 	fs   *vfs.MemFS
 	db   *DB
 	peb  *pebble.DB
 	keys [][]byte
 	log  []string // what happened, for the failure message
+	ops  int      // operations inside transactions so far
+	// durable holds, with synchronous_commit off, the committed states
+	// since the last point where every commit was durable (checkpoint,
+	// clean reopen, recovery): durable[0] at that point, then one per
+	// commit. A crash must leave one of them.
+	durable []map[string][]byte
 }
 
-func runOracle(t *testing.T, seed uint64, ops int) (err error) {
-	o := &oracle{t: t, r: rand.New(rand.NewPCG(seed, 0xabc)), fs: vfs.NewMemFS()}
+func runOracle(t *testing.T, cfg *oracleConf, seed uint64, ops int) (err error) {
+	o := &oracle{t: t, cfg: cfg, r: rand.New(rand.NewPCG(seed, 0xabc)), fs: vfs.NewMemFS()}
 	o.peb, err = pebble.Open("", &pebble.Options{FS: pvfs.NewMem(), Logger: quietLogger{}})
 	if err != nil {
 		return err
@@ -78,10 +178,11 @@ func runOracle(t *testing.T, seed uint64, ops int) (err error) {
 		o.keys = append(o.keys, k)
 	}
 	slices.SortFunc(o.keys, bytes.Compare)
-	opts := &Options{SharedBuffers: 2 << 20, walSegmentSize: 256 << 10}
+	opts := cfg.options()
 	if o.db, err = open(o.fs, "/db", opts); err != nil {
 		return err
 	}
+	o.markDurable()
 	defer func() {
 		if o.db != nil {
 			o.db.Close()
@@ -101,21 +202,16 @@ func runOracle(t *testing.T, seed uint64, ops int) (err error) {
 			if o.db, err = open(o.fs, "/db", opts); err != nil {
 				return err
 			}
-		case p == 1:
-			o.log = append(o.log, "crash")
-			crashed := o.fs.Clone()
-			o.db.Close()
-			crashed.Crash(vfs.CrashOptions{Seed: int64(o.r.Uint64()), KeepUnsynced: o.r.Float64(), TearProbability: o.r.Float64()})
-			o.fs = crashed
-			if o.db, err = open(o.fs, "/db", opts); err != nil {
-				return fmt.Errorf("open after crash: %w", err)
+			if err := o.verifyAll("after reopen"); err != nil {
+				return err
 			}
-			if err := o.db.Check(); err != nil {
-				return fmt.Errorf("check after crash: %w", err)
+			o.markDurable()
+		case p == 1:
+			if err := o.crash("crash"); err != nil {
+				return err
 			}
 		case p == 2:
-			o.log = append(o.log, "checkpoint")
-			if err := o.db.Checkpoint(); err != nil {
+			if err := o.checkpoint(); err != nil {
 				return err
 			}
 		default:
@@ -127,6 +223,143 @@ func runOracle(t *testing.T, seed uint64, ops int) (err error) {
 		}
 	}
 	return o.db.Check()
+}
+
+// crash simulates a power loss: the clone keeps every write the moment
+// before, Close stops the engine (its later writes go to the old file
+// system), and the clone loses what a power loss may lose.
+func (o *oracle) crash(what string) (err error) {
+	o.log = append(o.log, what)
+	crashed := o.fs.Clone()
+	o.db.Close()
+	opts := vfs.CrashOptions{Seed: int64(o.r.Uint64()), KeepUnsynced: o.r.Float64(), TearProbability: o.r.Float64()}
+	if o.cfg.untorn {
+		opts.TearProbability = 0
+	}
+	crashed.Crash(opts)
+	o.fs = crashed
+	if o.db, err = open(o.fs, "/db", o.cfg.options()); err != nil {
+		return fmt.Errorf("open after %s: %w", what, err)
+	}
+	if err := o.db.Check(); err != nil {
+		return fmt.Errorf("check after %s: %w", what, err)
+	}
+	if o.cfg.syncOff {
+		if err := o.durablePrefix(what); err != nil {
+			return err
+		}
+	} else if err := o.verifyAll("after " + what); err != nil {
+		return err
+	}
+	o.markDurable()
+	return nil
+}
+
+func (o *oracle) checkpoint() error {
+	o.log = append(o.log, "checkpoint")
+	if err := o.db.Checkpoint(); err != nil {
+		return err
+	}
+	o.markDurable()
+	return nil
+}
+
+// committed returns pebble's contents: every committed pair.
+func (o *oracle) committed() (map[string][]byte, error) {
+	m := map[string][]byte{}
+	it, err := o.peb.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		m[string(it.Key())] = bytes.Clone(it.Value())
+	}
+	return m, it.Close()
+}
+
+// markDurable notes that every commit so far is durable.
+func (o *oracle) markDurable() {
+	if !o.cfg.syncOff {
+		return
+	}
+	m, err := o.committed()
+	if err != nil {
+		panic(err)
+	}
+	o.durable = []map[string][]byte{m}
+}
+
+// heapkvAll reads all of heapkv's default keyspace in one transaction.
+func (o *oracle) heapkvAll() (map[string][]byte, error) {
+	m := map[string][]byte{}
+	err := o.db.View(context.Background(), func(tx *Tx) error {
+		it := tx.Scan(nil, nil, nil)
+		for it.Next() {
+			m[string(it.Key())] = bytes.Clone(it.Value())
+		}
+		return it.Close()
+	})
+	return m, err
+}
+
+func diffPairs(got, want map[string][]byte) string {
+	var d []string
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if g, ok := got[k]; !ok {
+			d = append(d, fmt.Sprintf("%s missing", trunc([]byte(k))))
+		} else if !bytes.Equal(g, want[k]) {
+			d = append(d, fmt.Sprintf("%s has %d bytes, want %d", trunc([]byte(k)), len(g), len(want[k])))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[k]; !ok {
+			d = append(d, fmt.Sprintf("%s should not exist", trunc([]byte(k))))
+		}
+	}
+	return strings.Join(d[:min(len(d), 6)], "; ")
+}
+
+// verifyAll compares all of heapkv with pebble.
+func (o *oracle) verifyAll(when string) error {
+	got, err := o.heapkvAll()
+	if err != nil {
+		return fmt.Errorf("read all %s: %w", when, err)
+	}
+	want, err := o.committed()
+	if err != nil {
+		return err
+	}
+	if d := diffPairs(got, want); d != "" {
+		return fmt.Errorf("%s, heapkv differs from pebble: %s", when, d)
+	}
+	return nil
+}
+
+// durablePrefix checks, with synchronous_commit off, that a crash left
+// the state after some prefix of the commits since the last durable
+// point, and rewinds pebble to it.
+func (o *oracle) durablePrefix(what string) error {
+	got, err := o.heapkvAll()
+	if err != nil {
+		return fmt.Errorf("read all after %s: %w", what, err)
+	}
+	for i := len(o.durable) - 1; i >= 0; i-- {
+		if diffPairs(got, o.durable[i]) != "" {
+			continue
+		}
+		o.log = append(o.log, fmt.Sprintf("  kept %d of %d commits since the last durable point", i, len(o.durable)-1))
+		b := o.peb.NewBatch()
+		for _, k := range o.keys {
+			if v, ok := got[string(k)]; ok {
+				b.Set(k, v, nil)
+			} else {
+				b.Delete(k, nil)
+			}
+		}
+		return b.Commit(pebble.NoSync)
+	}
+	return fmt.Errorf("after %s heapkv holds none of the %d states since the last durable point (not a prefix of the commit order); against the newest: %s",
+		what, len(o.durable), diffPairs(got, o.durable[len(o.durable)-1]))
 }
 
 func joinLast(s []string) string {
@@ -155,7 +388,18 @@ func (o *oracle) transaction() (int, error) {
 	o.log = append(o.log, fmt.Sprintf("begin %v", iso))
 	mine := pending{}
 	n := 1 + o.r.IntN(12)
-	for range n {
+	for i := range n {
+		o.ops++
+		if o.cfg.ckptEvery > 0 && o.ops%o.cfg.ckptEvery == 0 {
+			if err := o.checkpoint(); err != nil {
+				return 0, err
+			}
+		}
+		if o.r.IntN(100) == 0 {
+			// The transaction is open, with some of its writes made: none
+			// of them may survive.
+			return i, o.crash("crash in the middle of a transaction")
+		}
 		k := o.keys[o.r.IntN(len(o.keys))]
 		switch p := o.r.IntN(10); {
 		case p < 3:
@@ -212,7 +456,17 @@ func (o *oracle) transaction() (int, error) {
 			b.Set([]byte(k), v, nil)
 		}
 	}
-	return n, b.Commit(pebble.NoSync)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, err
+	}
+	if o.cfg.syncOff {
+		m, err := o.committed()
+		if err != nil {
+			return 0, err
+		}
+		o.durable = append(o.durable, m)
+	}
+	return n, nil
 }
 
 func trunc(k []byte) string {
