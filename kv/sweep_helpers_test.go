@@ -74,6 +74,7 @@ const (
 // fixes, with the defect that causes them.
 var pendingIssue11 = map[string]string{
 	vNotStopped:  "one fatal state: calls after a failed WAL write or fsync go on (defect 6)",
+	vHang:        "a lock waiter sleeps for ever when its holder's commit flush fails (defect 6)",
 	vStmtAbort:   "a failed write statement does not abort its transaction (defect 8)",
 	vLostCommit:  "a failed Open checkpoints an unrecovered state (defect 4); a CLOG segment whose directory sync failed is never synced again",
 	vLostPrepare: "a failed Open checkpoints an unrecovered state (defect 4)",
@@ -579,6 +580,9 @@ func (r *sweepRun) begin(iso Isolation) *wtx {
 	return w
 }
 
+// val is the value the transaction writes to key (see value).
+func (w *wtx) val(key string, big int) []byte { return value(w.rec.id, key, big) }
+
 // keyspace returns the handle of keyspace ks.
 func (w *wtx) keyspace(ks string) *Keyspace { return w.tx.Keyspace(ks) }
 
@@ -797,6 +801,53 @@ func (r *sweepRun) finish(w *wtx, commit bool) {
 	l.setPhase(w.rec, done)
 }
 
+// waiterTx is a transaction whose write waits for another's row lock.
+type waiterTx struct {
+	w    *wtx
+	done chan struct{}
+}
+
+// waiter begins a Read Committed transaction that writes ks/key, which
+// holder has written, in a goroutine of its own, and returns once that
+// write sleeps on holder's lock (or has returned). When holder commits the
+// write goes ahead; when the engine stops instead, the waiter must be
+// released with ErrEngineStopped, not left asleep (issue 11, one fatal
+// state).
+func (r *sweepRun) waiter(holder *wtx, ks, key string) *waiterTx {
+	w := r.begin(ReadCommitted)
+	wt := &waiterTx{w: w, done: make(chan struct{})}
+	go func() {
+		defer close(wt.done)
+		w.put(ks, key, value(w.rec.id, key, 0))
+	}()
+	if r.db == nil {
+		<-wt.done
+		return wt
+	}
+	deadline := time.Now().Add(time.Second)
+	for r.db.txm.Stats().Locks.Waiting == 0 && time.Now().Before(deadline) {
+		select {
+		case <-wt.done:
+			return wt
+		case <-time.After(50 * time.Microsecond):
+		}
+	}
+	return wt
+}
+
+// finish waits for the waiter's write and commits it. If the engine
+// stopped while it waited, the write must have failed with
+// ErrEngineStopped.
+func (wt *waiterTx) finish() {
+	w := wt.w
+	w.r.step.Store(ptr(fmt.Sprintf("T%d waiting for its row lock", w.rec.id)))
+	<-wt.done
+	if stopped := w.r.fatal.Load(); stopped != 0 && !errors.Is(w.err, errEngineStopped) {
+		w.r.violate(vNotStopped, "T%d, waiting for a row lock when the engine stopped at op %d, was released with %v, want ErrEngineStopped", w.rec.id, stopped, w.err)
+	}
+	w.commit()
+}
+
 // verifyAll reads every keyspace in one transaction and compares it with
 // the acknowledged commits, while no fault has fired.
 func (r *sweepRun) verifyAll(step string) {
@@ -821,10 +872,13 @@ func (r *sweepRun) verifyAll(step string) {
 }
 
 // workload is the fixed workload: Open, two keyspaces, puts, deletes,
-// scans and GetForUpdate over several transactions, prepared transactions
-// (one committed before the restart, one carried over it and rolled back,
-// one left prepared), a checkpoint, Close, Open, and more of the same. It
-// leaves the database open: the caller crashes it.
+// scans and GetForUpdate over several transactions, one of them rolled
+// back and one waiting for another's row lock, prepared transactions (one
+// committed before the restart, one carried over it and rolled back, or
+// with -sweep.fixed creating a keyspace and committed, one left
+// prepared), a checkpoint, Close, Open, and more of the same with a
+// second checkpoint. It leaves the database open, with a transaction
+// running: the caller crashes it.
 func (r *sweepRun) workload() {
 	if !r.open("open 1") {
 		return
@@ -837,68 +891,70 @@ func (r *sweepRun) workload() {
 	t = r.begin(RepeatableRead) // T2: the initial rows
 	for i := range 16 {
 		k := fmt.Sprintf("a%02d", i)
-		t.put("alpha", k, value(2, k, 0))
+		t.put("alpha", k, t.val(k, 0))
 	}
-	t.put("alpha", "big", value(2, "big", 6000))
+	t.put("alpha", "big", t.val("big", 6000))
 	for i := range 8 {
 		k := fmt.Sprintf("b%02d", i)
-		t.put("beta", k, value(2, k, 0))
+		t.put("beta", k, t.val(k, 0))
 	}
 	t.commit()
 
 	t = r.begin(RepeatableRead) // T3
 	t.del("alpha", "a03")
 	t.del("alpha", "a07")
-	t.put("beta", "b02", value(3, "b02", 0))
+	t.put("beta", "b02", t.val("b02", 0))
 	t.scan("alpha", "a00", "a10", false, 0)
 	t.commit()
 
 	t = r.begin(ReadCommitted) // T4
 	t.getForUpdate("alpha", "a01")
-	t.put("alpha", "a01", value(4, "a01", 0))
+	t.put("alpha", "a01", t.val("a01", 0))
 	t.getForUpdate("beta", "b05")
 	t.del("beta", "b05")
 	t.scan("beta", "", "", true, 3)
-	t.put("", "d1", value(4, "d1", 0))
+	t.put("", "d1", t.val("d1", 0))
 	t.commit()
 
 	t = r.begin(RepeatableRead) // T5: rolled back
-	t.put("alpha", "a20", value(5, "a20", 0))
+	t.put("alpha", "a20", t.val("a20", 0))
 	t.del("alpha", "a00")
-	t.put("alpha", "a21", value(5, "a21", 0))
+	t.put("alpha", "a21", t.val("a21", 0))
 	t.rollback()
 
 	g1 := r.begin(RepeatableRead) // T6: prepared, committed before the restart
-	g1.put("alpha", "p1", value(6, "p1", 0))
-	g1.put("beta", "p2", value(6, "p2", 0))
+	g1.put("alpha", "p1", g1.val("p1", 0))
+	g1.put("beta", "p2", g1.val("p2", 0))
 	g1.prepare("g1")
 
 	r.checkpoint("checkpoint 1")
 
 	t = r.begin(RepeatableRead) // T7
-	t.put("", "d2", value(7, "d2", 4000))
-	t.put("alpha", "a02", value(7, "a02", 0))
+	t.put("", "d2", t.val("d2", 4000))
+	t.put("alpha", "a02", t.val("a02", 0))
 	t.del("beta", "b00")
 	t.commit()
 
 	r.finish(g1, true)
 
 	g2 := r.begin(RepeatableRead) // T8: prepared, carried over the restart
-	g2.put("beta", "q1", value(8, "q1", 0))
+	g2.put("beta", "q1", g2.val("q1", 0))
 	if r.preparedCreate {
 		g2.createKeyspace("gamma")
-		g2.put("gamma", "c1", value(8, "c1", 0))
+		g2.put("gamma", "c1", g2.val("c1", 0))
 	}
 	g2.prepare("g2")
 
 	t = r.begin(RepeatableRead) // T9
 	for i := 8; i <= 12; i++ {
 		k := fmt.Sprintf("a%02d", i)
-		t.put("alpha", k, value(9, k, 0))
+		t.put("alpha", k, t.val(k, 0))
 	}
+	wt := r.waiter(t, "alpha", "a08") // T10 waits for T9's row lock
 	t.getForUpdate("alpha", "a09")
 	t.scan("alpha", "", "", false, 0)
 	t.commit()
+	wt.finish()
 
 	r.close("close 1")
 	if !r.open("open 2") {
@@ -906,22 +962,22 @@ func (r *sweepRun) workload() {
 	}
 	r.verifyAll("verify after reopen")
 
-	t = r.begin(RepeatableRead) // T10
-	t.put("alpha", "a13", value(10, "a13", 0))
+	t = r.begin(RepeatableRead) // T11
+	t.put("alpha", "a13", t.val("a13", 0))
 	t.del("alpha", "a14")
-	t.put("beta", "b01", value(10, "b01", 0))
+	t.put("beta", "b01", t.val("b01", 0))
 	t.commit()
 
 	// g2 carries a keyspace created while prepared: committing it after
 	// the restart is issue 11's defect 2. Without it, roll back.
 	r.finish(g2, r.preparedCreate)
 
-	g3 := r.begin(RepeatableRead) // T11: left prepared
-	g3.put("alpha", "r1", value(11, "r1", 0))
+	g3 := r.begin(RepeatableRead) // T12: left prepared
+	g3.put("alpha", "r1", g3.val("r1", 0))
 	g3.prepare("g3")
 
-	t = r.begin(RepeatableRead) // T12
-	t.put("", "d3", value(12, "d3", 0))
+	t = r.begin(RepeatableRead) // T13
+	t.put("", "d3", t.val("d3", 0))
 	t.getForUpdate("alpha", "a13")
 	t.scan("", "", "", false, 0)
 	if r.preparedCreate {
@@ -931,13 +987,13 @@ func (r *sweepRun) workload() {
 
 	r.checkpoint("checkpoint 2")
 
-	t = r.begin(RepeatableRead) // T13: after the second checkpoint
-	t.put("beta", "b03", value(13, "b03", 0))
+	t = r.begin(RepeatableRead) // T14: after the second checkpoint
+	t.put("beta", "b03", t.val("b03", 0))
 	t.del("", "d1")
 	t.commit()
 
-	t = r.begin(RepeatableRead) // T14: open when the run ends
-	t.put("alpha", "a15", value(14, "a15", 0))
+	t = r.begin(RepeatableRead) // T15: open when the run ends
+	t.put("alpha", "a15", t.val("a15", 0))
 	r.step.Store(ptr("done"))
 }
 
