@@ -28,30 +28,23 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heapkv/heapkv/internal/base"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/internal/vfs/errorfs"
 )
 
-// sweepIssue11Fixed says the engine has issue 11's fixes: one fatal state
-// (every call after a failed fsync or WAL write returns ErrEngineStopped,
-// waiters are released, Close returns), a failed write statement aborts its
-// transaction, and a keyspace created by a prepared transaction survives a
-// restart. Until then the violations those fixes remove are reported and
-// the sweeps skip instead of failing; every other violation fails them.
+// sweepIssue11Fixed says the engine has all of issue 11's fixes. Until
+// then the violations in pendingIssue11, which those fixes remove, are
+// reported and the sweeps skip instead of failing; every other violation
+// fails them. -sweep.fixed fails on all of them now.
 //
-// TODO(issue 11): set to true when the engine fixes are merged.
+// TODO(issue 11): set to true when the fixes listed in pendingIssue11 are
+// merged.
 const sweepIssue11Fixed = false
 
 var sweepFixedFlag = flag.Bool("sweep.fixed", sweepIssue11Fixed,
-	"fault sweeps: fail on the violations issue 11's engine fixes remove (default: report and skip)")
+	"fault sweeps: fail on the violations issue 11's remaining engine fixes remove (default: report and skip)")
 
-// errEngineStopped is what every call must return once the engine has
-// stopped: kv.ErrEngineStopped, which is base.ErrStopped.
-var errEngineStopped = base.ErrStopped
-
-// Classes of violation. Those in pendingIssue11 are what issue 11's engine
-// work fixes; see sweepIssue11Fixed.
+// Classes of violation.
 const (
 	vPanic           = "panic"            // the workload panicked
 	vHang            = "hang"             // the workload did not finish in time
@@ -70,15 +63,16 @@ const (
 	vBaseline        = "baseline"         // the workload failed without any fault
 )
 
-// pendingIssue11 are the classes expected on an engine without issue 11's
-// fixes, with the defect that causes them.
+// pendingIssue11 are the classes still seen on main without issue 11's
+// remaining fixes, with their causes. (stmt-abort and hang, seen before
+// the statement-abort and lock-waiter fixes, and the keyspace a prepared
+// transaction creates, are strict already.)
 var pendingIssue11 = map[string]string{
-	vNotStopped:  "one fatal state: calls after a failed WAL write or fsync go on (defect 6)",
-	vHang:        "a lock waiter sleeps for ever when its holder's commit flush fails (defect 6)",
-	vStmtAbort:   "a failed write statement does not abort its transaction (defect 8)",
-	vLostCommit:  "a failed Open checkpoints an unrecovered state (defect 4); a CLOG segment whose directory sync failed is never synced again",
-	vLostPrepare: "a failed Open checkpoints an unrecovered state (defect 4)",
-	vState:       "CLOG segment directory sync not retried: commits lose their status at a power loss",
+	vNotStopped: "a failed WAL write or fsync does not stop the engine (Begin still succeeds), " +
+		"and ErrTxAborted keeps its cause with %v, so Commit after a statement the stop failed does not match ErrEngineStopped",
+	vLostCommit:  "defect 4 (a failed Open checkpoints a state it did not recover); a CLOG segment whose directory sync failed is never synced again",
+	vLostPrepare: "defect 4 (a failed Open checkpoints a state it did not recover)",
+	vState:       "a CLOG segment whose directory sync failed is never synced again: commits lose their status at a power loss",
 }
 
 type violation struct {
@@ -395,9 +389,6 @@ type sweepRun struct {
 	checkReads bool
 	// onStep, if set, runs before every call of the workload.
 	onStep func(step string)
-	// preparedCreate adds a keyspace created by a prepared transaction
-	// that commits after a restart (issue 11 defect 2).
-	preparedCreate bool
 
 	mu        sync.Mutex
 	viols     []violation
@@ -406,7 +397,7 @@ type sweepRun struct {
 }
 
 func newSweepRun(mem *vfs.MemFS, inj errorfs.Injector) *sweepRun {
-	r := &sweepRun{mem: mem, efs: errorfs.Wrap(mem, inj), checkReads: true, preparedCreate: *sweepFixedFlag}
+	r := &sweepRun{mem: mem, efs: errorfs.Wrap(mem, inj), checkReads: true}
 	r.efs.SetBackground(engineBackground)
 	r.efs.OnDone(func(op errorfs.Op, err error) {
 		var e *errorfs.Error
@@ -500,7 +491,7 @@ func (r *sweepRun) call(step string, fn func() error) error {
 	if stopped != 0 && !strings.HasPrefix(step, "rollback") && !strings.HasPrefix(step, "close") {
 		if err == nil {
 			r.violate(vNotStopped, "%s succeeded after the fatal fault at op %d", step, stopped)
-		} else if !errors.Is(err, errEngineStopped) {
+		} else if !errors.Is(err, ErrEngineStopped) {
 			r.violate(vNotStopped, "%s after the fatal fault at op %d: %v, want ErrEngineStopped", step, stopped, err)
 		}
 	}
@@ -586,12 +577,25 @@ func (w *wtx) val(key string, big int) []byte { return value(w.rec.id, key, big)
 // keyspace returns the handle of keyspace ks.
 func (w *wtx) keyspace(ks string) *Keyspace { return w.tx.Keyspace(ks) }
 
+// keyspaceAnswer reports whether err is an answer about keyspaces, not a
+// failure (a keyspace an uncertain commit did not create): the statement
+// did nothing and the transaction goes on, as kv's Tx.fail has it.
+func keyspaceAnswer(err error) bool {
+	return errors.Is(err, ErrNoKeyspace) || errors.Is(err, ErrKeyspaceExists)
+}
+
 // stmt runs a write statement and records it if it succeeds.
 func (w *wtx) stmt(step string, eff swWrite, fn func() error) {
 	if w.err != nil {
 		return
 	}
 	if err := w.r.call(fmt.Sprintf("T%d %s", w.rec.id, step), fn); err != nil {
+		if keyspaceAnswer(err) {
+			if !w.r.faulted() {
+				w.r.violate(vBaseline, "T%d %s: %v", w.rec.id, step, err)
+			}
+			return
+		}
 		w.err = err
 		w.r.led.failStmt(w.rec, err)
 		if !w.r.faulted() {
@@ -657,6 +661,9 @@ func (w *wtx) getForUpdate(ks, key string) {
 		}
 		return err
 	})
+	if keyspaceAnswer(err) && w.r.faulted() {
+		return
+	}
 	if err != nil {
 		w.err = err
 		w.r.led.failStmt(w.rec, err)
@@ -693,6 +700,9 @@ func (w *wtx) scan(ks, start, end string, reverse bool, limit int) {
 		}
 		return it.Close()
 	})
+	if keyspaceAnswer(err) && w.r.faulted() {
+		return
+	}
 	if err != nil {
 		w.err, w.readErr = err, true
 		return
@@ -842,7 +852,7 @@ func (wt *waiterTx) finish() {
 	w := wt.w
 	w.r.step.Store(ptr(fmt.Sprintf("T%d waiting for its row lock", w.rec.id)))
 	<-wt.done
-	if stopped := w.r.fatal.Load(); stopped != 0 && !errors.Is(w.err, errEngineStopped) {
+	if stopped := w.r.fatal.Load(); stopped != 0 && !errors.Is(w.err, ErrEngineStopped) {
 		w.r.violate(vNotStopped, "T%d, waiting for a row lock when the engine stopped at op %d, was released with %v, want ErrEngineStopped", w.rec.id, stopped, w.err)
 	}
 	w.commit()
@@ -874,11 +884,10 @@ func (r *sweepRun) verifyAll(step string) {
 // workload is the fixed workload: Open, two keyspaces, puts, deletes,
 // scans and GetForUpdate over several transactions, one of them rolled
 // back and one waiting for another's row lock, prepared transactions (one
-// committed before the restart, one carried over it and rolled back, or
-// with -sweep.fixed creating a keyspace and committed, one left
-// prepared), a checkpoint, Close, Open, and more of the same with a
-// second checkpoint. It leaves the database open, with a transaction
-// running: the caller crashes it.
+// committed before the restart, one carried over it that creates a third
+// keyspace, one left prepared), a checkpoint, Close, Open, and more of the
+// same with a second checkpoint. It leaves the database open, with a
+// transaction running: the caller crashes it.
 func (r *sweepRun) workload() {
 	if !r.open("open 1") {
 		return
@@ -939,10 +948,8 @@ func (r *sweepRun) workload() {
 
 	g2 := r.begin(RepeatableRead) // T8: prepared, carried over the restart
 	g2.put("beta", "q1", g2.val("q1", 0))
-	if r.preparedCreate {
-		g2.createKeyspace("gamma")
-		g2.put("gamma", "c1", g2.val("c1", 0))
-	}
+	g2.createKeyspace("gamma") // its files must survive the restart (defect 2)
+	g2.put("gamma", "c1", g2.val("c1", 0))
 	g2.prepare("g2")
 
 	t = r.begin(RepeatableRead) // T9
@@ -968,9 +975,7 @@ func (r *sweepRun) workload() {
 	t.put("beta", "b01", t.val("b01", 0))
 	t.commit()
 
-	// g2 carries a keyspace created while prepared: committing it after
-	// the restart is issue 11's defect 2. Without it, roll back.
-	r.finish(g2, r.preparedCreate)
+	r.finish(g2, true)
 
 	g3 := r.begin(RepeatableRead) // T12: left prepared
 	g3.put("alpha", "r1", g3.val("r1", 0))
@@ -980,9 +985,7 @@ func (r *sweepRun) workload() {
 	t.put("", "d3", t.val("d3", 0))
 	t.getForUpdate("alpha", "a13")
 	t.scan("", "", "", false, 0)
-	if r.preparedCreate {
-		t.scan("gamma", "", "", false, 0)
-	}
+	t.scan("gamma", "", "", false, 0)
 	t.commit()
 
 	r.checkpoint("checkpoint 2")
