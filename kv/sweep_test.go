@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,10 +31,6 @@ var (
 // sweepCIPoints bounds the injection points a fault mode tries in an
 // ordinary run; a larger sweep takes a stride (and -sweep.all takes all).
 const sweepCIPoints = 700
-
-// powerEvery: the I/O-error sweep checks every powerEvery-th point after a
-// power loss too (every point with -sweep.all).
-const powerEvery = 1
 
 // maxHangs stops a mode after this many hung runs: each leaves its
 // goroutines and its file system behind.
@@ -62,6 +60,7 @@ type pointResult struct {
 type sweepReport struct {
 	t       *testing.T
 	name    string
+	rerun   string // how to rerun one point: a format for its number
 	tried   int
 	results []pointResult
 }
@@ -113,6 +112,9 @@ func (rep *sweepReport) finish() {
 		} else {
 			failing = append(failing, line)
 		}
+	}
+	if len(rep.results) > 0 {
+		t.Logf("rerun one point: "+rep.rerun+" -v", rep.results[0].n)
 	}
 	for _, l := range failing {
 		t.Errorf("%s", l)
@@ -216,7 +218,7 @@ func sameOps(a, b []errorfs.Op) string {
 // crashes, and the directory is opened without faults: every acknowledged
 // commit is there with its values, no other transaction is even partly
 // visible, Check passes and new writes work; and the same after a power
-// loss (random survivors of the unsynced writes, torn sectors). The
+// loss (seeded random survivors of the unsynced writes, torn sectors). The
 // engine's background goroutines' operations are a fourth sequence, each
 // failed once.
 func TestIOErrorSweep(t *testing.T) {
@@ -249,22 +251,40 @@ func TestIOErrorSweep(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			start := time.Now()
-			rep := &sweepReport{t: t, name: m.name}
-			hangs := 0
+			rep := &sweepReport{t: t, name: m.name,
+				rerun: fmt.Sprintf("go test ./kv -run 'TestIOErrorSweep/%s$' -seed=%d -sweep.v -sweep.n=%%d", m.name, seed)}
 			ps := points(t, m.points, seed)
-			for i, n := range ps {
-				p := injectAt(m.inj(n), n, seed)
-				rep.add(p)
-				for _, v := range p.viols {
-					if v.class == vHang {
-						hangs++
-						break
+			results := make([]*pointResult, len(ps))
+			// The points are independent: one worker per core, each
+			// taking the next point, until too many runs have hung.
+			var next, hangs atomic.Int64
+			var wg sync.WaitGroup
+			for range min(runtime.GOMAXPROCS(0), 4) {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(len(ps)) || hangs.Load() >= maxHangs {
+							return
+						}
+						p := injectAt(m.inj(ps[i]), ps[i], seed)
+						results[i] = &p
+						if slices.ContainsFunc(p.viols, func(v violation) bool { return v.class == vHang }) {
+							hangs.Add(1)
+						}
 					}
+				})
+			}
+			wg.Wait()
+			skipped := 0
+			for _, p := range results {
+				if p == nil {
+					skipped++
+				} else {
+					rep.add(*p)
 				}
-				if hangs >= maxHangs {
-					t.Logf("stopping after %d hung runs; %d points not tried (from %d)", hangs, len(ps)-i-1, n)
-					break
-				}
+			}
+			if skipped > 0 {
+				t.Logf("stopped after %d hung runs; %d points not tried", hangs.Load(), skipped)
 			}
 			t.Logf("%s: %v", m.name, time.Since(start).Round(time.Millisecond))
 			rep.finish()
@@ -281,12 +301,9 @@ func injectAt(inj errorfs.Injector, n, seed int64) pointResult {
 	finished := r.runWorkload(timeout)
 	txs := r.led.snapshot()
 	crashed := mem.Clone()
-	var power *vfs.MemFS
-	if *sweepAll || n%powerEvery == 0 {
-		power = mem.Clone()
-		rng := rand.New(rand.NewPCG(uint64(seed), uint64(n)))
-		power.Crash(vfs.CrashOptions{Seed: int64(rng.Uint64()), KeepUnsynced: rng.Float64(), TearProbability: rng.Float64()})
-	}
+	power := mem.Clone()
+	rng := rand.New(rand.NewPCG(uint64(seed), uint64(n)))
+	power.Crash(vfs.CrashOptions{Seed: int64(rng.Uint64()), KeepUnsynced: rng.Float64(), TearProbability: rng.Float64()})
 	if finished && !r.closeDB(timeout) {
 		r.violate(vHang, "Close at the end of the workload hung")
 	}
@@ -305,11 +322,9 @@ func injectAt(inj errorfs.Injector, n, seed int64) pointResult {
 		v.msg = "after process crash: " + v.msg
 		p.viols = append(p.viols, v)
 	}
-	if power != nil {
-		for _, v := range checkRecovered(power, txs, timeout) {
-			v.msg = "after power loss: " + v.msg
-			p.viols = append(p.viols, v)
-		}
+	for _, v := range checkRecovered(power, txs, timeout) {
+		v.msg = "after power loss: " + v.msg
+		p.viols = append(p.viols, v)
 	}
 	return p
 }
@@ -373,7 +388,8 @@ func TestPowerLossSweep(t *testing.T) {
 	}
 	// The checker runs beside the workload; the channel bounds how many
 	// states are held at once.
-	rep := &sweepReport{t: t, name: "power loss"}
+	rep := &sweepReport{t: t, name: "power loss",
+		rerun: fmt.Sprintf("go test ./kv -run TestPowerLossSweep -seed=%d -sweep.v # point %%d", seed)}
 	checked := make(chan struct{})
 	start := time.Now()
 	go func() {
