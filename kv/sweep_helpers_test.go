@@ -445,10 +445,10 @@ func engineBackground() bool {
 }
 
 // stopsEngine reports whether a failure of op must stop the engine: a
-// failed fsync of a WAL segment, CLOG page file or relation file, or a
-// failed write to a WAL segment (issue 11, "one fatal state"). Segment
-// creation ahead of the writer (segment.tmp) and saved free-space maps are
-// not in that list.
+// failed fsync of a WAL segment, of a CLOG segment or the CLOG directory,
+// or of a relation file, or a failed write to a WAL segment (issue 11, "one
+// fatal state"). Segment creation ahead of the writer (segment.tmp), saved
+// free-space maps and the other directories are not in that list.
 func stopsEngine(op errorfs.Op) bool {
 	p := op.Path
 	walSeg := strings.HasPrefix(p, "/db/wal/") && !strings.HasSuffix(p, ".tmp")
@@ -458,6 +458,8 @@ func stopsEngine(op errorfs.Op) bool {
 	case errorfs.OpSync:
 		rel := strings.HasPrefix(p, "/db/base/") && strings.Trim(p[len("/db/base/"):], "0123456789") == ""
 		return walSeg || rel || strings.HasPrefix(p, "/db/clog/")
+	case errorfs.OpSyncDir:
+		return p == "/db/clog"
 	}
 	return false
 }
