@@ -192,7 +192,7 @@ func (tx *Tx) abortBlock(cause error) {
 }
 
 func (tx *Tx) abortedErr() error {
-	return fmt.Errorf("%w (it failed with: %v)", ErrTxAborted, tx.aborted)
+	return fmt.Errorf("%w (it failed with: %w)", ErrTxAborted, tx.aborted)
 }
 
 func (tx *Tx) abort() {

@@ -507,6 +507,16 @@ func (c *CLOG) Checkpoint() error {
 			return c.failSync(fmt.Errorf("txn: fsync of CLOG segment %s failed; the engine must stop and recover from WAL: %w", c.segPath(seg), err))
 		}
 	}
+	// The segments' names too: writePage syncs the directory when it
+	// creates a file, but a create whose first write or directory sync
+	// failed leaves a file that later writes find and never announce. The
+	// redo point is about to move past these commits, so their segment
+	// must be reachable after a power loss.
+	if len(segs) > 0 {
+		if err := c.fs.SyncDir(c.dir); err != nil {
+			return c.failSync(fmt.Errorf("txn: fsync of CLOG directory %s failed: %w", c.dir, err))
+		}
+	}
 	return nil
 }
 

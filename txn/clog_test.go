@@ -312,3 +312,37 @@ func TestCLOGFailedSyncStopsHalt(t *testing.T) {
 		})
 	}
 }
+
+// A CLOG segment whose first write failed right after its create is found
+// by the next write, which does not know the name was never made durable.
+// The checkpoint that moves the redo point past its commits must sync the
+// directory, or a power loss takes the segment and its commits with it
+// (found by kv's power-loss sweep).
+func TestCLOGCheckpointMakesSegmentNamesDurable(t *testing.T) {
+	fs := vfs.NewMemFS()
+	c, err := OpenCLOG(fs, "/db/clog", 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ZeroPage(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetStatus([]base.XID{5}, Committed, 0); err != nil {
+		t.Fatal(err)
+	}
+	fs.InjectError(vfs.Injection{Op: vfs.OpWrite, Path: "/db/clog/"}) // the first write, after the create
+	if err := c.Checkpoint(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("checkpoint whose page write fails: %v", err)
+	}
+	if err := c.Checkpoint(); err != nil {
+		t.Fatalf("checkpoint after the write error cleared: %v", err)
+	}
+	fs.Crash(vfs.CrashOptions{Seed: 1}) // only what was made durable survives
+	c, err = OpenCLOG(fs, "/db/clog", 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Status(5); err != nil || st != Committed {
+		t.Fatalf("xid 5 after the checkpoint and a power loss: %v, %v", st, err)
+	}
+}
