@@ -232,7 +232,7 @@ func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 		}
 	}
 	if err := l.trimTail(end.LSN); err != nil {
-		return res, fmt.Errorf("xlog: recovery: clear WAL after %s: %w", end.LSN, err)
+		return res, l.fail(fmt.Errorf("xlog: recovery: clear WAL after %s: %w: %w", end.LSN, ErrWALWriteFailed, err))
 	}
 
 	l.insertMu.Lock()
