@@ -105,8 +105,9 @@
 // segment holding bytes below it, a zero or impossible header that starts
 // below it, a wrong prev link of a record that starts below it, or a bad CRC
 // of a record that ends at or below it. A record that starts below MustReach
-// and ends above it may be torn: a flush that filled a segment raised
-// MustReach in the middle of it, and its rest never reached the disk.
+// and ends above it may be torn: MustReach was raised to a flushed position
+// in the middle of it (a write may end inside a record), and its rest never
+// reached the disk.
 //
 // Above MustReach the reader looks ahead before it calls the failure the
 // end: it scans every 8-aligned position after the failure, through the
@@ -123,6 +124,10 @@
 // the end of the segment after MustReach's, so the scan stops there: a few
 // segments at most, whatever MaxWALSize keeps recycled. (A version-1 control
 // file has no MustReach; then the scan reads every segment file present.)
+// What remains undetectable is damage above MustReach with no valid record
+// after it: the loss of the newest segment whole, say, before MustReach was
+// raised into it. That exposes only what was flushed since the last raise,
+// less than two segments.
 //
 // Corruption is an error wrapping base.ErrCorrupt that names the LSN and
 // the segment file; recovery stops rather than skip a record, and changes

@@ -113,7 +113,7 @@ type Log struct {
 	precreate   chan int64    // segment the WAL writer should create; capacity 1
 	walWake     chan struct{} // asks the WAL writer to flush now; capacity 1
 	reachWake   chan struct{} // asks the WAL writer to raise MustReach; capacity 1
-	stop        chan struct{} // closed by Close
+	stop        chan struct{} // closed by Close or Abandon
 	wg          sync.WaitGroup
 
 	stats counters
