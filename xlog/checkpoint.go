@@ -61,7 +61,7 @@ func DecodeCheckpoint(b []byte) (CheckpointData, error) {
 	cp.Time = int64(binary.LittleEndian.Uint64(b[20:]))
 	n := int(binary.LittleEndian.Uint16(b[28:]))
 	p := b[30:]
-	cp.Sections = make(map[string][]byte, n)
+	cp.Sections = make(map[string][]byte, min(n, len(p)/5)) // a section takes at least 5 bytes
 	for i := range n {
 		if len(p) < 1 || len(p) < 1+int(p[0])+4 {
 			return cp, base.CorruptionErrorf("xlog: checkpoint section %d truncated", i)
@@ -139,6 +139,12 @@ const (
 // written and fsynced through Pages, a checkpoint record is written and
 // flushed, the control file is updated, and segments wholly below the redo
 // point are recycled.
+//
+// Checkpoint refuses to run once the log or the engine has stopped (see
+// Config.Halt) and returns the error it stopped with: a data file whose
+// fsync failed may have lost writes, and a checkpoint would move the redo
+// point past the WAL that can restore them. A stop that comes while a
+// checkpoint runs keeps it from writing its record and the control file.
 func (l *Log) Checkpoint() error { return l.checkpoint(checkpointForced) }
 
 func (l *Log) checkpoint(kind checkpointKind) error {
@@ -161,10 +167,11 @@ func (l *Log) checkpoint(kind checkpointKind) error {
 	l.insertMu.Unlock()
 
 	t0 := l.cfg.Clock.Now()
+	prev := l.Control()
 	cp := CheckpointData{
 		Redo:            redo,
-		NextXID:         l.control.NextXID,
-		NextRelFileNode: l.control.NextRelFileNode,
+		NextXID:         prev.NextXID,
+		NextRelFileNode: prev.NextRelFileNode,
 		Sections:        map[string][]byte{},
 	}
 	l.regMu.Lock()
@@ -180,6 +187,11 @@ func (l *Log) checkpoint(kind checkpointKind) error {
 			return fmt.Errorf("xlog: checkpoint: write shared buffers: %w", err)
 		}
 	}
+	// A hook or the buffer pool may have stopped the engine (a failed
+	// fsync of a data file it reported, or one of another goroutine's).
+	if err := l.stopped(); err != nil {
+		return fmt.Errorf("xlog: checkpoint: %w", err)
+	}
 	cp.Time = l.cfg.Clock.Now().UnixNano()
 	info := InfoCheckpointOnline
 	if kind == checkpointShutdown {
@@ -192,7 +204,8 @@ func (l *Log) checkpoint(kind checkpointKind) error {
 	if err := l.Flush(end); err != nil {
 		return fmt.Errorf("xlog: checkpoint: %w", err)
 	}
-	ctl := l.control
+	l.ctlMu.Lock()
+	ctl := l.ctlMu.data
 	ctl.CheckPoint, ctl.Redo = start, redo
 	ctl.NextXID, ctl.NextRelFileNode = cp.NextXID, cp.NextRelFileNode
 	ctl.CheckpointTime = cp.Time
@@ -200,10 +213,16 @@ func (l *Log) checkpoint(kind checkpointKind) error {
 	if kind == checkpointShutdown {
 		ctl.State = StateShutdown
 	}
-	if err := l.writeControl(ctl); err != nil {
+	ctl.MustReach = max(ctl.MustReach, base.LSN(l.flushed.Load()))
+	err = l.writeControlLocked(ctl)
+	l.ctlMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("xlog: checkpoint: %w", err)
 	}
 	l.lastCkp = end
+	if l.stopped() != nil {
+		return nil // the checkpoint is complete; recycling can wait for the next run
+	}
 
 	keep := int(max(2, l.cfg.MaxWALSize/l.segSize))
 	recycled, removed, err := l.recycleSegments(int64(redo)/l.segSize, int64(l.written.Load())/l.segSize, keep)
@@ -218,11 +237,39 @@ func (l *Log) checkpoint(kind checkpointKind) error {
 	return nil
 }
 
-// writeControl replaces the control file. The caller holds ckptMu.
-func (l *Log) writeControl(ctl ControlData) error {
-	if err := vfs.WriteFileAtomic(l.fs, l.controlPath(), ctl.Encode()); err != nil {
-		return fmt.Errorf("write control file: %w", err)
+// writeControlLocked replaces the control file with ctl. The caller holds
+// ctlMu. It does nothing but return the error once the log or the engine
+// has stopped. A failed write stops the log, as PostgreSQL PANICs when it
+// cannot write pg_control: what the file holds is no longer known.
+func (l *Log) writeControlLocked(ctl ControlData) error {
+	if err := l.stopped(); err != nil {
+		return err
 	}
-	l.control = ctl
+	if err := vfs.WriteFileAtomic(l.fs, l.controlPath(), ctl.Encode()); err != nil {
+		return l.fail(fmt.Errorf("xlog: write control file %s: %w: %w", l.controlPath(), ErrControlWriteFailed, err))
+	}
+	l.ctlMu.data = ctl
+	l.reach.Store(uint64(ctl.MustReach))
 	return nil
+}
+
+// updateControl replaces the control file with what change makes of it.
+func (l *Log) updateControl(change func(*ControlData)) error {
+	l.ctlMu.Lock()
+	defer l.ctlMu.Unlock()
+	ctl := l.ctlMu.data
+	change(&ctl)
+	return l.writeControlLocked(ctl)
+}
+
+// raiseReachLocked raises MustReach in the control file to to, which must be
+// durable (fsynced) WAL; it does nothing if MustReach is there already. The
+// caller holds ctlMu.
+func (l *Log) raiseReachLocked(to base.LSN) error {
+	if to <= l.ctlMu.data.MustReach {
+		return nil
+	}
+	ctl := l.ctlMu.data
+	ctl.MustReach = to
+	return l.writeControlLocked(ctl)
 }

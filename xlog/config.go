@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/heapkv/heapkv/internal/base"
 )
 
 // Limits and defaults. Sizes are bytes.
@@ -79,6 +81,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock is where the log's goroutines get time. nil: the real clock.
 	Clock Clock
+	// Halt is the engine's fatal state, shared with the other subsystems of
+	// the database. A failed WAL write or fsync (or control file write)
+	// stops it; once it is stopped, by the log or by anyone else, the log
+	// does no more I/O: Insert, Flush and Checkpoint return its error and
+	// Close writes no shutdown checkpoint. nil: the log stops alone.
+	Halt *base.Halt
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -90,20 +90,59 @@
 //
 // Recovery reads from the redo LSN in the control file. The reader accepts a
 // record when its length is possible, its CRC matches and its prev link is
-// the start of the record before it. The first record that fails is the end
-// of the log: a torn or stale tail is cut off there (ReadEnd says where, why
-// and how many bytes were dropped), unless the failure cannot be a tail:
+// the start of the record before it. The first record that fails ends the
+// reading. Whether that is the end of the log (a torn or stale tail, cut off
+// there: ReadEnd says where, why and how many bytes were dropped) or
+// corruption depends on where the log must reach.
 //
-//   - it lies below an LSN the caller knows to be durable (mustReach;
-//     recovery passes the checkpoint record the control file names), or
-//   - the record it claims to be followed by is valid and links back to it,
-//     so the log went on past it.
+// MustReach, in the control file, is a lower bound of how far the log is
+// durable: every WAL byte below it was fsynced before the control file said
+// so. A checkpoint sets it to what is flushed when it writes the control
+// file; the WAL writer raises it to what is flushed each time a flush fills
+// a segment (and the flusher itself does when the WAL writer lags a whole
+// segment behind, rule 8); recovery sets it to the end it found. So a
+// failure whose deciding bytes lie below MustReach is corruption: a missing
+// segment holding bytes below it, a zero or impossible header that starts
+// below it, a wrong prev link of a record that starts below it, or a bad CRC
+// of a record that ends at or below it. A record that starts below MustReach
+// and ends above it may be torn: MustReach was raised to a flushed position
+// in the middle of it (a write may end inside a record), and its rest never
+// reached the disk.
 //
-// Either is an error wrapping base.ErrCorrupt that names the LSN; recovery
-// stops rather than skip a record. After the replay the rest of the last
-// segment is zeroed (where it is not zero already) and later segments are
-// removed, so that no old byte past the new end can ever pass the prev-link
-// check once new records are written there.
+// Above MustReach the reader looks ahead before it calls the failure the
+// end: it scans every 8-aligned position after the failure, through the
+// rest of the segment and the later segment files, for a record with a valid
+// CRC whose prev link lies in [failure, its own start). Every record
+// written after the failed one links back that way, whatever the damage (a
+// destroyed length field, a missing segment), so finding one proves the
+// log went on: corruption. Stale records of recycled segments were written
+// below an older redo point, so their prev links lie below the failure and
+// do not count; garbage passes the length and prev checks almost never, and
+// only then is a CRC computed. A real torn tail is the last write, cut short
+// or lost (rule 6: only one write is ever unsynced), with nothing valid
+// after it, and is cut off cleanly. By rule 8 no byte of the log lies past
+// the end of the segment after MustReach's, so the scan stops there: a few
+// segments at most, whatever MaxWALSize keeps recycled. (A version-1 control
+// file has no MustReach; then the scan reads every segment file present.)
+// What remains undetectable is damage above MustReach with no valid record
+// after it: the loss of the newest segment whole, say, before MustReach was
+// raised into it. That exposes only what was flushed since the last raise,
+// less than two segments.
+//
+// Corruption is an error wrapping base.ErrCorrupt that names the LSN and
+// the segment file; recovery stops rather than skip a record, and changes
+// no WAL file, so the evidence stays. After a clean end, MustReach becomes
+// the end (durably, before anything is zeroed: the bytes past the end belong
+// to a dead record now, and new records will take their place), the rest of
+// the last segment is zeroed (where it is not zero already) and later
+// segments are removed, so that no old byte past the new end can ever pass
+// the prev-link check once new records are written there.
+//
+// The reader never allocates a record before its CRC has been checked
+// against the segment bytes in place (a record that crosses segments is
+// summed segment by segment, then copied), and a length that runs into a
+// missing segment or past the bound of rule 8 is refused unread, so no
+// garbage length makes recovery allocate or read more than was written.
 //
 // # The full-page-write rule
 //
@@ -129,11 +168,23 @@
 //  4. Redo changes a page only if its LSN is below the record's end LSN and
 //     then sets it to the end LSN, so replay is idempotent. Images are
 //     fetched in zero mode and always restored.
-//  5. A failed write or fsync of the WAL stops the log for good: the failing
-//     call and every later Insert, Flush and Checkpoint return an error
-//     wrapping ErrWALSyncFailed (or ErrWALWriteFailed). The kernel may have
-//     dropped the dirty pages; retrying the fsync would report success for
-//     data that is gone. The engine must stop and recover.
+//  5. A failed write or fsync of the WAL (or a failed write of the control
+//     file) stops the log for good: the failing call and every later
+//     Insert, Flush and Checkpoint return an error wrapping
+//     ErrWALSyncFailed (or ErrWALWriteFailed, ErrControlWriteFailed) and
+//     base.ErrStopped, and Config.Halt, the engine's one fatal state, is
+//     stopped with it. The kernel may have dropped the dirty pages;
+//     retrying the fsync would report success for data that is gone. The
+//     engine must stop and recover. A Halt stopped by another subsystem (a
+//     data file's fsync failed) stops the log the same way, with the
+//     halt's error; Checkpoint in particular refuses to run, as it would
+//     move the redo point past data that may not be on disk. A stopped
+//     log does no more I/O: every Flush waiting for a group-commit leader
+//     is released with the error, the WAL writer and the checkpointer stay
+//     idle, and Close only releases the log, with no shutdown checkpoint.
+//     Abandon releases the log without a checkpoint or a control file
+//     write in any case, for a caller that cannot vouch for the state a
+//     checkpoint would record (an Open that failed after replay).
 //  6. Every WAL write is fsynced before the next one is issued, so at most
 //     one write is ever in flight. This makes the look-ahead rule above
 //     sound under the file system model of internal/vfs (unsynced writes
@@ -145,16 +196,25 @@
 //     with an error instead of guessing.
 //  7. Recover runs once, after Open and before any insert; the checkpointer
 //     and the WAL writer do nothing until it has.
+//  8. No byte of segment s is written before MustReach in the control file
+//     has reached the start of segment s-1. The WAL writer raises MustReach
+//     when a flush fills a segment, so the flusher (writeLocked) raises it
+//     itself only when the WAL writer is a whole segment behind. This
+//     bounds how far past MustReach the log can have written anything,
+//     and so the look-ahead of recovery.
 //
 // # Lock order
 //
 // A goroutine holding one of these may only take those below it:
 //
-//	ckptMu          checkpoints, Recover, Close, control file writes
+//	ckptMu          checkpoints, Recover, Close
 //	insertSlot.own  one insertion slot, for a whole insertion
 //	flushMu         group-commit rendezvous; held only to claim or end the
 //	                leader's role, never across I/O or another lock
 //	writeMu         WALWriteLock: writing ring bytes to segments, fsync
+//	ctlMu           the control file: its copy in memory and every write of
+//	                it; nothing is taken under it, so the flusher may raise
+//	                MustReach while it holds writeMu
 //	segMu           creating, recycling and removing segment files
 //	insertMu        space reservation and the redo pointer (leaf)
 //	insertSlot.mu   wait/broadcast on one slot's insertingAt (leaf)
@@ -178,7 +238,9 @@
 //     LWLockAcquireOrWait; each finds its LSN flushed when it gets the lock
 //     and releases it at once.
 //   - The mid-log corruption check by look-ahead is ours; PostgreSQL ends
-//     recovery at the first invalid record.
+//     crash recovery at the first invalid record. MustReach is ours too:
+//     pg_control's minRecoveryPoint plays a like part for archive recovery
+//     and standbys only, and is not raised as the WAL grows.
 //   - Crash recovery ends without a checkpoint; the control file goes back to
 //     "in production" and the next checkpoint comes by the usual triggers.
 package xlog

@@ -7,8 +7,9 @@ import "errors"
 // Corruption found in bytes read from disk wraps base.ErrCorrupt instead.
 var (
 	// ErrWALSyncFailed means an fsync of a WAL segment failed. The log has
-	// stopped: the failing Flush and every later Insert and Flush return an
-	// error wrapping it. Writes the kernel failed to make durable may be gone
+	// stopped: the failing Flush and every later Insert, Flush and
+	// Checkpoint return an error wrapping it (and base.ErrStopped), and
+	// Config.Halt is stopped with it. Writes the kernel failed to make durable may be gone
 	// even if a later fsync succeeds, so the engine must stop and run crash
 	// recovery from what is really on disk; retrying would pretend the data
 	// is safe.
@@ -17,6 +18,10 @@ var (
 	// ErrWALWriteFailed means a write to a WAL segment failed. Like a failed
 	// fsync it stops the log for good.
 	ErrWALWriteFailed = errors.New("xlog: WAL write failed; the engine must stop and recover")
+
+	// ErrControlWriteFailed means the control file could not be replaced.
+	// Like a failed WAL write it stops the log for good.
+	ErrControlWriteFailed = errors.New("xlog: control file write failed; the engine must stop and recover")
 
 	// ErrClosed is returned by every call on a closed log.
 	ErrClosed = errors.New("xlog: log is closed")

@@ -1,6 +1,7 @@
 package xlog
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -211,10 +212,13 @@ func (l *Log) writeOut(target base.LSN) error {
 	if base.LSN(l.written.Load()) >= target {
 		return nil
 	}
+	if err := l.stopped(); err != nil {
+		return err
+	}
 	l.waitInsertions(target)
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
-	if err := l.failure(); err != nil {
+	if err := l.stopped(); err != nil {
 		return err
 	}
 	if base.LSN(l.written.Load()) >= target {
@@ -231,11 +235,18 @@ func (l *Log) writeOut(target base.LSN) error {
 // that every commit inserted meanwhile rides on its fsync. With CommitDelay
 // set, the flusher first sleeps so that more commits can join, if at least
 // CommitSiblings transactions are active.
+//
+// Once the log or the engine has stopped (see Config.Halt), Flush returns the
+// error it stopped with, even for an LSN already durable, and does no I/O;
+// every Flush waiting for the leader is released with that error.
 func (l *Log) Flush(lsn base.LSN) error {
 	if base.LSN(l.flushed.Load()) >= lsn {
-		return l.failure()
+		return l.stopped()
 	}
 	if l.state.Load() == stateRecovering {
+		if err := l.stopped(); err != nil {
+			return err
+		}
 		// Recovery synced the WAL it replays before it began, so pages
 		// stamped by redo may be written freely.
 		if lsn <= base.LSN(l.replayed.Load()) {
@@ -251,8 +262,11 @@ func (l *Log) Flush(lsn base.LSN) error {
 	}
 	l.waitInsertions(lsn)
 	for {
+		if err := l.stopped(); err != nil {
+			return err
+		}
 		if base.LSN(l.flushed.Load()) >= lsn {
-			return l.failure()
+			return nil
 		}
 		l.flushMu.Lock()
 		if l.flushMu.busy {
@@ -282,7 +296,7 @@ func (l *Log) flushAsLeader(lsn base.LSN) error {
 	}
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
-	if err := l.failure(); err != nil {
+	if err := l.stopped(); err != nil {
 		return err
 	}
 	if base.LSN(l.flushed.Load()) >= lsn {
@@ -307,7 +321,7 @@ func (l *Log) FlushCommit(lsn base.LSN) error {
 		return l.Flush(lsn)
 	}
 	l.SetAsyncLSN(lsn)
-	return l.failure()
+	return l.stopped()
 }
 
 // walWriterFlushAfter is wal_writer_flush_after: once this much WAL of
@@ -336,6 +350,11 @@ func (l *Log) SetAsyncLSN(lsn base.LSN) {
 // and fsyncs each write before issuing the next, so that at most one WAL
 // write is ever in flight (rule 6 in doc.go). upto must not pass
 // finishedUpto. The caller holds writeMu.
+//
+// No byte of segment s is written before MustReach in the control file is
+// at least the start of segment s-1 (rule 8 in doc.go). The WAL writer
+// normally sees to that, asked each time a write fills a segment; when it
+// has fallen behind, writeLocked raises MustReach itself.
 func (l *Log) writeLocked(upto base.LSN) error {
 	ringSize := base.LSN(len(l.ring))
 	written := base.LSN(l.written.Load())
@@ -343,6 +362,14 @@ func (l *Log) writeLocked(upto base.LSN) error {
 		seg := int64(written) / l.segSize
 		off := int64(written) % l.segSize
 		n := min(int64(upto-written), l.segSize-off, int64(ringSize-written%ringSize))
+		if need := base.LSN((seg - 1) * l.segSize); base.LSN(l.reach.Load()) < need {
+			l.ctlMu.Lock()
+			err := l.raiseReachLocked(written) // all of it fsynced
+			l.ctlMu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
 		f, err := l.segmentForWriteLocked(seg)
 		if err != nil {
 			return l.fail(fmt.Errorf("xlog: open segment %s: %w: %w", segmentName(seg), ErrWALWriteFailed, err))
@@ -365,6 +392,12 @@ func (l *Log) writeLocked(upto base.LSN) error {
 		written += base.LSN(n)
 		l.written.Store(uint64(written))
 		l.flushed.Store(uint64(written))
+		if off+n == l.segSize {
+			select {
+			case l.reachWake <- struct{}{}:
+			default:
+			}
+		}
 	}
 	return nil
 }
@@ -377,17 +410,33 @@ func (l *Log) failure() error {
 	return nil
 }
 
-// fail stops the log with err (the first failure wins) and returns the
-// error the log is stopped with.
+// stopped returns why the log may do no more I/O: the failure that stopped
+// it, or, if another subsystem stopped the engine first, Config.Halt's
+// error. nil while both run.
+func (l *Log) stopped() error {
+	if err := l.failure(); err != nil {
+		return err
+	}
+	return l.cfg.Halt.Err()
+}
+
+// fail stops the log with err (the first failure wins), stops the engine
+// through Config.Halt, and returns the error the log is stopped with. That
+// error matches base.ErrStopped as well as err.
 func (l *Log) fail(err error) error {
-	l.failed.CompareAndSwap(nil, &err)
-	l.cfg.Logger.Error("xlog: WAL stopped", "err", *l.failed.Load())
+	if !errors.Is(err, base.ErrStopped) {
+		err = fmt.Errorf("%w: %w", base.ErrStopped, err)
+	}
+	if l.failed.CompareAndSwap(nil, &err) {
+		l.cfg.Logger.Error("xlog: WAL stopped", "err", err)
+		l.cfg.Halt.Stop(err)
+	}
 	return *l.failed.Load()
 }
 
 // usable returns why the log cannot take inserts and flushes, or nil.
 func (l *Log) usable() error {
-	if err := l.failure(); err != nil {
+	if err := l.stopped(); err != nil {
 		return err
 	}
 	switch l.state.Load() {

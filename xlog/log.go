@@ -23,9 +23,11 @@ const (
 //
 // Lock order (a goroutine holding one may take only those below it):
 //
-//	ckptMu          serialises checkpoints, Recover, Close and control-file writes
+//	ckptMu          serialises checkpoints, Recover and Close
 //	insertSlot.own  one WAL insertion slot, held by an inserter for a whole insertion
+//	flushMu         group-commit rendezvous (never held across I/O or another lock)
 //	writeMu         WALWriteLock: writing ring bytes to segments, fsync
+//	ctlMu           the control file: its copy in memory and every write of it
 //	segMu           creating, recycling and removing segment files
 //	insertMu        space reservation (leaf)
 //	insertSlot.mu   wait/broadcast of one slot's progress (leaf)
@@ -85,12 +87,22 @@ type Log struct {
 
 	failed  atomic.Pointer[error] // the first write or fsync failure; stops the log
 	state   atomic.Int32
-	closing atomic.Bool // set by the first Close
+	closing atomic.Bool // set by the first Close or Abandon
 
 	ckptMu  sync.Mutex
-	control ControlData // last written control file; guarded by ckptMu
-	pages   Pages       // set by Recover; read by checkpoints under ckptMu
-	lastCkp base.LSN    // end of the last checkpoint record; guarded by ckptMu
+	pages   Pages    // set by Recover; read by checkpoints under ckptMu
+	lastCkp base.LSN // end of the last checkpoint record; guarded by ckptMu
+
+	// ctlMu guards the control file. It is held across the file's
+	// replacement and nothing is taken under it, so the flusher (holding
+	// writeMu) may take it to raise MustReach.
+	ctlMu struct {
+		sync.Mutex
+		data ControlData // the control file as last written (or read)
+	}
+	// reach is ctlMu.data.MustReach as last made durable, for lock-free
+	// reads by the flusher (see raiseReachLocked).
+	reach atomic.Uint64
 
 	regMu sync.Mutex
 	rmgrs [256]*rmgr
@@ -100,7 +112,8 @@ type Log struct {
 	ckptForce   atomic.Bool   // the next checkpoint runs even if idle
 	precreate   chan int64    // segment the WAL writer should create; capacity 1
 	walWake     chan struct{} // asks the WAL writer to flush now; capacity 1
-	stop        chan struct{} // closed by Close
+	reachWake   chan struct{} // asks the WAL writer to raise MustReach; capacity 1
+	stop        chan struct{} // closed by Close or Abandon
 	wg          sync.WaitGroup
 
 	stats counters
@@ -128,6 +141,7 @@ func Open(fsys vfs.FS, dir string, cfg Config) (*Log, error) {
 		ckptRequest: make(chan struct{}, 1),
 		precreate:   make(chan int64, 1),
 		walWake:     make(chan struct{}, 1),
+		reachWake:   make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 	}
 	l.ckptDistance = int64(float64(cfg.MaxWALSize) / 1.9)
@@ -156,10 +170,11 @@ func Open(fsys vfs.FS, dir string, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("xlog: SegmentSize %d, but %s was created with %d: %w",
 				cfg.SegmentSize, dir, ctl.SegmentSize, ErrBadConfig)
 		}
-		l.control = ctl
+		l.ctlMu.data = ctl
+		l.reach.Store(uint64(ctl.MustReach))
 		l.segSize = ctl.SegmentSize
 	}
-	l.redoLSN.Store(uint64(l.control.Redo))
+	l.redoLSN.Store(uint64(l.ctlMu.data.Redo))
 	l.state.Store(stateOpen)
 	l.wg.Go(l.walWriter)
 	l.wg.Go(l.checkpointer)
@@ -170,9 +185,9 @@ func (l *Log) controlPath() string { return path.Join(l.dir, "control") }
 
 // Control returns a copy of the control file's contents as last written.
 func (l *Log) Control() ControlData {
-	l.ckptMu.Lock()
-	defer l.ckptMu.Unlock()
-	return l.control
+	l.ctlMu.Lock()
+	defer l.ctlMu.Unlock()
+	return l.ctlMu.data
 }
 
 // bootstrap initialises a new WAL: segment 1 with a shutdown checkpoint
@@ -198,6 +213,7 @@ func (l *Log) bootstrap() error {
 		return err
 	}
 	a.finish(0)
+	ctl.MustReach = start + base.LSN(len(a.buf))
 	// Any segment left by an earlier attempt goes: its contents mean
 	// nothing without a control file.
 	segs, err := listSegments(l.fs, l.walDir)
@@ -232,7 +248,8 @@ func (l *Log) bootstrap() error {
 	if err := vfs.WriteFileAtomic(l.fs, l.controlPath(), ctl.Encode()); err != nil {
 		return fmt.Errorf("xlog: bootstrap: write control file: %w", err)
 	}
-	l.control = ctl
+	l.ctlMu.data = ctl
+	l.reach.Store(uint64(ctl.MustReach))
 	l.cfg.Logger.Info("xlog: initialised WAL", "dir", l.dir, "system_id", ctl.SystemID, "segment_size", l.segSize)
 	return nil
 }
@@ -241,10 +258,22 @@ func (l *Log) bootstrap() error {
 func (l *Log) SegmentSize() int64 { return l.segSize }
 
 // Close stops the WAL writer and the checkpointer and, if the log was
-// recovered and has not failed, writes a shutdown checkpoint, so that the
-// next Open finds the control file in state shut down. Inserts must have
-// stopped; every call after Close returns ErrClosed.
-func (l *Log) Close() error {
+// recovered and has not stopped, writes a shutdown checkpoint, so that the
+// next Open finds the control file in state shut down. If the log (or, through
+// Config.Halt, the engine) has stopped, Close only releases the log and
+// returns the error it stopped with: the next Open recovers from the WAL.
+// Inserts must have stopped; every call after Close returns ErrClosed.
+func (l *Log) Close() error { return l.shutdown(true) }
+
+// Abandon releases the log's goroutines and files without writing a
+// shutdown checkpoint or touching the control file, as if the process had
+// died at this point: the next Open runs crash recovery. It is for a caller
+// that cannot vouch for the state a checkpoint would record (an Open that
+// failed after replay, an engine that has stopped). Every call after it
+// returns ErrClosed.
+func (l *Log) Abandon() error { return l.shutdown(false) }
+
+func (l *Log) shutdown(checkpoint bool) error {
 	if !l.closing.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
@@ -252,8 +281,10 @@ func (l *Log) Close() error {
 	l.wg.Wait()
 
 	var err error
-	if l.state.Load() == stateRecovered && l.failure() == nil {
-		err = l.checkpoint(checkpointShutdown)
+	if checkpoint && l.state.Load() == stateRecovered {
+		if err = l.stopped(); err == nil {
+			err = l.checkpoint(checkpointShutdown)
+		}
 	}
 	l.ckptMu.Lock()
 	l.state.Store(stateClosed)
@@ -267,12 +298,9 @@ func (l *Log) Close() error {
 	return err
 }
 
-// walWriter is PostgreSQL's WAL writer: every WALWriterDelay it flushes the
-// asynchronous commits noted by FlushCommit/SetAsyncLSN, and it creates the
-// next segment ahead of the writer when asked.
 // flushAsync is the WAL writer's flush of asynchronous commits.
 func (l *Log) flushAsync() {
-	if l.state.Load() != stateRecovered {
+	if l.state.Load() != stateRecovered || l.stopped() != nil {
 		return
 	}
 	if async := base.LSN(l.asyncLSN.Load()); async > l.FlushedLSN() {
@@ -282,14 +310,33 @@ func (l *Log) flushAsync() {
 	}
 }
 
+// walWriter is PostgreSQL's WAL writer: every WALWriterDelay it flushes the
+// asynchronous commits noted by FlushCommit/SetAsyncLSN; it creates the next
+// segment ahead of the writer when asked; and when a flush fills a segment it
+// raises MustReach in the control file to what is flushed, so that the
+// flusher seldom has to (see writeLocked). Once the log or the engine has
+// stopped it does no more I/O.
 func (l *Log) walWriter() {
 	for {
 		select {
 		case <-l.stop:
 			return
 		case seg := <-l.precreate:
+			if l.stopped() != nil {
+				continue
+			}
 			if err := l.ensureSegmentAhead(seg); err != nil {
 				l.cfg.Logger.Warn("xlog: could not create segment ahead", "segment", segmentName(seg), "err", err)
+			}
+		case <-l.reachWake:
+			if l.state.Load() != stateRecovered || l.stopped() != nil {
+				continue
+			}
+			l.ctlMu.Lock()
+			err := l.raiseReachLocked(base.LSN(l.flushed.Load()))
+			l.ctlMu.Unlock()
+			if err != nil {
+				l.cfg.Logger.Error("xlog: WAL writer could not raise must-reach", "err", err)
 			}
 		case <-l.walWake:
 			l.flushAsync()
@@ -310,7 +357,7 @@ func (l *Log) checkpointer() {
 		case <-l.ckptRequest:
 		case <-l.cfg.Clock.After(l.cfg.CheckpointTimeout):
 		}
-		if l.state.Load() != stateRecovered || l.failure() != nil {
+		if l.state.Load() != stateRecovered || l.stopped() != nil {
 			continue
 		}
 		kind := checkpointTimed

@@ -274,45 +274,6 @@ func TestCorruptMiddle(t *testing.T) {
 	}
 }
 
-// TestNoResurrection: a record whose length field is destroyed ends the log
-// without look-ahead; the valid record after it must not come back once a
-// new record of the same size takes the destroyed one's place and links to
-// the same start. Recovery prevents it by zeroing everything past the end.
-func TestNoResurrection(t *testing.T) {
-	fs := vfs.NewMemFS()
-	l, _, _ := openLog(t, fs, smallConfig(), nil)
-	insertPayload(t, l, 1, []byte("a"))
-	bStart, bEnd := insertPayload(t, l, 1, bytes.Repeat([]byte("b"), 100))
-	_, cEnd := insertPayload(t, l, 1, []byte("c"))
-	if err := l.Flush(cEnd); err != nil {
-		t.Fatal(err)
-	}
-	crashed := fs.Clone()
-	l.Close()
-	patchWAL(t, crashed, 64<<10, bStart+3, 1, 0xFF, false) // tot_len now far too large
-	l2, c, res := openLog(t, crashed, Config{}, nil)
-	if res.End.LSN != bStart || res.End.Reason != EndBadLength || len(c.recs) != 1 {
-		t.Fatalf("end %v, %d records", res.End, len(c.recs))
-	}
-	s, e := insertPayload(t, l2, 2, bytes.Repeat([]byte("n"), 100))
-	if s != bStart || e != bEnd {
-		t.Fatalf("new record at %s..%s, want %s..%s", s, e, bStart, bEnd)
-	}
-	if err := l2.Flush(e); err != nil {
-		t.Fatal(err)
-	}
-	again := crashed.Clone()
-	l2.Close()
-	l3, c, _ := openLog(t, again, Config{}, nil)
-	defer l3.Close()
-	if len(c.recs) != 2 || string(c.recs[1].payload[:1]) != "n" {
-		for _, r := range c.recs {
-			t.Logf("replayed %s %q", r.lsn, r.payload[:min(len(r.payload), 4)])
-		}
-		t.Fatalf("replayed %d records, want a and n only", len(c.recs))
-	}
-}
-
 // TestCheckpointSectionsOutliveTheReader: the sections recovery returns
 // must not alias the reader's buffer, which later records overwrite.
 func TestCheckpointSectionsOutliveTheReader(t *testing.T) {

@@ -2,7 +2,9 @@ package xlog
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math/rand/v2"
 	"testing"
 
@@ -558,11 +560,35 @@ func TestCheckpointRecycles(t *testing.T) {
 
 func TestControlRoundTrip(t *testing.T) {
 	c := ControlData{SystemID: 0xdeadbeef, CheckPoint: 0x2000100, Redo: 0x2000000, NextXID: 99,
-		NextRelFileNode: 7, State: StateInProduction, SegmentSize: 1 << 20, CheckpointTime: 1234567}
+		NextRelFileNode: 7, State: StateInProduction, SegmentSize: 1 << 20, CheckpointTime: 1234567,
+		MustReach: 0x2000180}
 	b := c.Encode()
 	got, err := DecodeControl(b)
 	if err != nil || got != c {
 		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	// Version 1, written by the builds before MustReach, still reads.
+	old := c
+	old.MustReach = 0
+	if got, err := DecodeControl(encodeControlV1(&c)); err != nil || got != old {
+		t.Fatalf("version 1: %+v, %v", got, err)
+	}
+	// MustReach 0 (unknown, as in version 1) is written and read back.
+	if got, err := DecodeControl(old.Encode()); err != nil || got != old {
+		t.Fatalf("version 2 without must-reach: %+v, %v", got, err)
+	}
+	// A sound file of an unknown version is a configuration error.
+	v3 := bytes.Clone(b)
+	binary.LittleEndian.PutUint32(v3[4:], 3)
+	binary.LittleEndian.PutUint32(v3[76:], crc32.Checksum(v3[:76], castagnoli))
+	if _, err := DecodeControl(v3); !errors.Is(err, ErrBadConfig) || errors.Is(err, base.ErrCorrupt) {
+		t.Fatalf("version 3: %v", err)
+	}
+	// MustReach at or below the checkpoint record's start cannot be.
+	bad := c
+	bad.MustReach = c.CheckPoint
+	if _, err := DecodeControl(bad.Encode()); !errors.Is(err, base.ErrCorrupt) {
+		t.Fatalf("must-reach at the checkpoint: %v", err)
 	}
 	for i := range b {
 		b[i] ^= 0x01

@@ -197,7 +197,12 @@ func decodeRecordInto(rec *Record, b []byte) error {
 	if err != nil {
 		return err
 	}
-	b = b[:n]
+	return decodeCheckedInto(rec, b[:n])
+}
+
+// decodeCheckedInto decodes the record b, whose length and CRC the caller
+// has checked (len(b) is tot_len).
+func decodeCheckedInto(rec *Record, b []byte) error {
 	rec.XID = base.XID(binary.LittleEndian.Uint64(b[8:]))
 	rec.Prev = base.LSN(binary.LittleEndian.Uint64(b[16:]))
 	rec.Rmgr = RmgrID(b[24])

@@ -134,9 +134,19 @@ type RecoveryResult struct {
 // before anything is inserted; pages is the buffer pool redo works on and
 // that checkpoints write (nil: no buffer pool, for tools and tests).
 //
-// Recovery fails, with an error wrapping base.ErrCorrupt that names the LSN,
-// when a record is damaged in the middle of the log or the log ends before
-// the checkpoint record the control file names.
+// Recovery fails, with an error wrapping base.ErrCorrupt that names the LSN
+// and the segment file, when the log cannot be read as far as the control
+// file's MustReach says it is durable (a damaged record, a missing
+// segment), when a damaged record or a missing segment is followed by
+// records of the log (see Reader), or when the log ends before the
+// checkpoint record the control file names. It then changes no WAL file,
+// so that the evidence stays for whoever repairs the damage.
+//
+// The reader is bounded by rule 8 of doc.go: the log never writes into a
+// segment before MustReach has reached the start of the segment before it,
+// so nothing of it lies beyond the end of the segment after MustReach's.
+// A control file of version 1 has no MustReach; then the look-ahead reads
+// every segment file present.
 func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 	l.ckptMu.Lock()
 	defer l.ckptMu.Unlock()
@@ -146,13 +156,14 @@ func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 	case stateClosed:
 		return RecoveryResult{}, ErrClosed
 	}
-	ctl := l.control
+	if err := l.stopped(); err != nil {
+		return RecoveryResult{}, fmt.Errorf("xlog: recovery: %w", err)
+	}
+	ctl := l.Control()
 	res := RecoveryResult{Control: ctl, Crashed: ctl.State != StateShutdown}
 	if res.Crashed {
 		l.cfg.Logger.Warn("xlog: database was not shut down cleanly; crash recovery", "redo", ctl.Redo, "state", ctl.State)
-		rc := ctl
-		rc.State = StateInRecovery
-		if err := l.writeControl(rc); err != nil {
+		if err := l.updateControl(func(c *ControlData) { c.State = StateInRecovery }); err != nil {
 			return res, fmt.Errorf("xlog: recovery: %w", err)
 		}
 	}
@@ -168,7 +179,10 @@ func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 	defer l.state.CompareAndSwap(stateRecovering, stateOpen) // on failure
 
 	ctx := &RedoContext{Pages: pages}
-	r := NewReader(l.fs, l.dir, l.segSize, ctl.Redo, ctl.CheckPoint+1)
+	r := NewReader(l.fs, l.dir, l.segSize, ctl.Redo, max(ctl.MustReach, ctl.CheckPoint+1))
+	if ctl.MustReach != 0 {
+		r.limit = base.LSN((int64(ctl.MustReach)/l.segSize + 2) * l.segSize)
+	}
 	l.regMu.Lock()
 	rmgrs := l.rmgrs
 	l.regMu.Unlock()
@@ -196,11 +210,29 @@ func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 	}
 	end := r.End()
 	res.End, res.Checkpoint = end, ctx.Checkpoint
+	if ckptEnd == 0 {
+		// Only a version-1 control file can get here: MustReach lies past
+		// the checkpoint record.
+		return res, base.CorruptionErrorf("xlog: recovery: WAL ends at %s (%s) before the checkpoint record at %s in segment %s named by the control file",
+			end.LSN, end.Reason, ctl.CheckPoint, l.segmentPath(int64(ctl.CheckPoint)/l.segSize))
+	}
 	if end.Dropped > 0 {
 		l.cfg.Logger.Warn("xlog: cut off torn WAL tail", "end", end.LSN, "reason", end.Reason, "dropped", end.Dropped)
 	}
+	// MustReach becomes the end: everything below it was fsynced by
+	// syncSegments before it was read. It may have been higher, when the
+	// log ends with a torn record that began below it (a flush that filled
+	// a segment raised it in the middle of that record). The bytes from the
+	// end on belong to a dead record now and new records will take their
+	// place, so the bound comes down, durably, before trimTail zeroes any
+	// of them.
+	if ctl.MustReach > end.LSN {
+		if err := l.updateControl(func(c *ControlData) { c.MustReach = end.LSN }); err != nil {
+			return res, fmt.Errorf("xlog: recovery: %w", err)
+		}
+	}
 	if err := l.trimTail(end.LSN); err != nil {
-		return res, fmt.Errorf("xlog: recovery: clear WAL after %s: %w", end.LSN, err)
+		return res, l.fail(fmt.Errorf("xlog: recovery: clear WAL after %s: %w: %w", end.LSN, ErrWALWriteFailed, err))
 	}
 
 	l.insertMu.Lock()
@@ -213,8 +245,11 @@ func (l *Log) Recover(pages Pages) (RecoveryResult, error) {
 		l.lastCkp = end.LSN
 	}
 
-	ctl.State = StateInProduction
-	if err := l.writeControl(ctl); err != nil {
+	err := l.updateControl(func(c *ControlData) {
+		c.State = StateInProduction
+		c.MustReach = end.LSN
+	})
+	if err != nil {
 		return res, fmt.Errorf("xlog: recovery: %w", err)
 	}
 	l.pages = pages
