@@ -206,6 +206,7 @@ func (db *DB) openEngine() error {
 		WALCompression:     comp,
 		CheckpointTimeout:  c.CheckpointTimeout,
 		MaxWALSize:         c.MaxWALSize,
+		Halt:               db.halt,
 		Logger:             logger,
 	})
 	if err != nil {
@@ -320,9 +321,13 @@ func relOfFile(name string) (base.RelFileNode, bool) {
 }
 
 // abandon releases what a failed Open had taken.
+//
+// It writes nothing: no shutdown checkpoint (recovery may not have
+// finished, so a checkpoint could record a state Open never established,
+// such as a next xid of 0) and no control file. The next Open recovers.
 func (db *DB) abandon() {
 	if db.wal != nil {
-		db.wal.Close()
+		db.wal.Abandon()
 	}
 	if db.pool != nil {
 		db.pool.Close()

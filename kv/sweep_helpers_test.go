@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -31,18 +30,6 @@ import (
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/internal/vfs/errorfs"
 )
-
-// sweepIssue11Fixed says the engine has all of issue 11's fixes. Until
-// then the violations in pendingIssue11, which those fixes remove, are
-// reported and the sweeps skip instead of failing; every other violation
-// fails them. -sweep.fixed fails on all of them now.
-//
-// TODO(issue 11): set to true when the fixes listed in pendingIssue11 are
-// merged.
-const sweepIssue11Fixed = false
-
-var sweepFixedFlag = flag.Bool("sweep.fixed", sweepIssue11Fixed,
-	"fault sweeps: fail on the violations issue 11's remaining engine fixes remove (default: report and skip)")
 
 // Classes of violation.
 const (
@@ -62,18 +49,6 @@ const (
 	vRecoveryDurable = "recovery-durable" // a power loss after recovery lost what recovery had shown
 	vBaseline        = "baseline"         // the workload failed without any fault
 )
-
-// pendingIssue11 are the classes still seen on main without issue 11's
-// remaining fixes, with their causes. (stmt-abort and hang, seen before
-// the statement-abort and lock-waiter fixes, and the keyspace a prepared
-// transaction creates, are strict already.)
-var pendingIssue11 = map[string]string{
-	vNotStopped: "a failed WAL write or fsync does not stop the engine (Begin still succeeds), " +
-		"and ErrTxAborted keeps its cause with %v, so Commit after a statement the stop failed does not match ErrEngineStopped",
-	vLostCommit:  "defect 4 (a failed Open checkpoints a state it did not recover); a CLOG segment whose directory sync failed is never synced again",
-	vLostPrepare: "defect 4 (a failed Open checkpoints a state it did not recover)",
-	vState:       "a CLOG segment whose directory sync failed is never synced again: commits lose their status at a power loss",
-}
 
 type violation struct {
 	class string

@@ -54,9 +54,8 @@ type pointResult struct {
 	viols []violation
 }
 
-// sweepReport collects results and fails, or skips, the test at the end:
-// violations of classes in pendingIssue11 skip it until -sweep.fixed (or
-// sweepIssue11Fixed); any other fails it.
+// sweepReport collects results and fails the test at the end if any point
+// found a violation.
 type sweepReport struct {
 	t       *testing.T
 	name    string
@@ -91,7 +90,7 @@ func (rep *sweepReport) finish() {
 		}
 	}
 	t.Logf("%s: %d points tried, %d with violations", rep.name, rep.tried, len(rep.results))
-	var pending, failing []string
+	var failing []string
 	for _, class := range slices.Sorted(maps.Keys(byClass)) {
 		ps := byClass[class]
 		var ns []string
@@ -107,23 +106,13 @@ func (rep *sweepReport) finish() {
 			}
 		}
 		line := fmt.Sprintf("%s at %d points (%s): e.g. point %d (%s): %s", class, len(ps), strings.Join(ns, " "), first.n, first.label, msg)
-		if why, ok := pendingIssue11[class]; ok && !*sweepFixedFlag {
-			pending = append(pending, line+"\n    [pending: "+why+"]")
-		} else {
-			failing = append(failing, line)
-		}
+		failing = append(failing, line)
 	}
 	if len(rep.results) > 0 {
 		t.Logf("rerun one point: "+rep.rerun+" -v", rep.results[0].n)
 	}
 	for _, l := range failing {
 		t.Errorf("%s", l)
-	}
-	for _, l := range pending {
-		t.Logf("%s", l)
-	}
-	if len(failing) == 0 && len(pending) > 0 {
-		t.Skipf("%s: only violations that issue 11's engine fixes remove; -sweep.fixed fails on them", rep.name)
 	}
 }
 
