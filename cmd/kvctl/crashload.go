@@ -36,7 +36,9 @@ import (
 //   - with --ddl: create keyspace x<id> with a few keys, write into a live
 //     keyspace of its worker, and drop its worker's oldest live keyspace
 //     (at most two live at once); transaction 0 also drops every keyspace
-//     x<S>-<w>-* an earlier run S of the same worker left behind,
+//     x<S>-<w>-* that a run S < SEED-1 of the same worker left behind (the
+//     last run's stay one run longer, so that a check sees them after the
+//     next run commits the prepared transactions that wrote them),
 //
 // and it puts its marker m/<id>, so every committed transaction leaves a
 // trace for ever. One in 16 (never transaction 0) runs all its writes and
@@ -114,7 +116,7 @@ type crashTx struct {
 	create   []string // keyspaces it creates before its writes
 	ops      []crashOp
 	drop     []string // keyspaces it drops after its writes
-	sweep    bool     // drop the keyspaces earlier runs of the worker left
+	sweep    bool     // drop the keyspaces runs before the last of the worker left
 	prepare  bool     // commit through Prepare and CommitPrepared
 	rollback bool     // roll back after the writes
 }
@@ -290,7 +292,7 @@ func (t *crashTx) apply(tx *kv.Tx, seed int64, w int) error {
 			return err
 		}
 		for _, name := range names {
-			if r, _, ok := crashKeyspaceOwner(name); ok && r.worker == w && int64(r.seed) != seed {
+			if r, _, ok := crashKeyspaceOwner(name); ok && r.worker == w && int64(r.seed) < seed-1 {
 				if err := tx.DropKeyspace(name); err != nil {
 					return fmt.Errorf("drop keyspace %s: %w", name, err)
 				}
