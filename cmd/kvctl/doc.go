@@ -87,22 +87,11 @@
 //
 // The hidden command crashload drives the SIGKILL test (crash_test.go):
 //
-//	kvctl crashload [--seed N] [--keys N] [--hot N] [--delete-lag N]
-//	                [--workers N] [--checkpoint-every N]
+//	kvctl crashload [--seed N] [--keys N] [--hot N] [--delete-lag N] [--workers N] [--shared KS,...] [--ddl]
+//	                [--2pc [--prepare-pause D] [--prepared-ddl]] [--checkpoint-every N] [--stop-after N] [--phases]
+//	kvctl crashload --dump [--probe N] --shared KS,...
 //
-// runs transactions until killed. Worker w's n-th transaction, whose id is
-// SEED-w-n, writes
-//
-//	t<id>/<i> = <id>:<i>   for i in 0..keys-1   (fresh keys)
-//	h<SEED>-<w>/<j> = <id> for j in 0..hot-1    (the same keys every time)
-//	tx/<id> = <keys>                            (the marker)
-//
-// and deletes the fresh keys of its transaction delete-lag back (n-lag), then
-// commits and prints "ack <id>" on stdout at once. A worker starts a
-// transaction only after the previous one's ack, and commits are durable
-// (it refuses to run with synchronous_commit off), so after a crash the
-// markers present for a worker are those of transactions 0..m where m is the
-// last acked n or the one after it, each present transaction's fresh keys
-// are all there (or all deleted by transaction n+lag <= m), the hot keys
-// hold transaction m's id, and nothing else is there.
+// runs transactions until killed, printing "ack <id>" after each commit;
+// crashload.go describes what each transaction writes, the other output
+// lines, and what a checker may conclude after a crash.
 package main

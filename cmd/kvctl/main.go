@@ -38,7 +38,7 @@ func init() {
 		{name: "check", summary: "verify every heap and index page (exit 1 on a problem)", run: runCheck},
 		{name: "keyspace", args: "create NAME | drop NAME | list", summary: "create, drop or list named keyspaces", run: runKeyspace},
 		{name: "help", args: "[COMMAND]", summary: "print usage", run: runHelp},
-		{name: "crashload", args: "[--seed N] [--keys N] [--hot N] [--delete-lag N] [--workers N] [--checkpoint-every N]", summary: "durable write load for the crash test (runs until killed)", hidden: true, run: runCrashload},
+		{name: "crashload", args: "[--seed N] [--keys N] [--hot N] [--delete-lag N] [--workers N] [--shared KS,...] [--ddl] [--2pc [--prepare-pause D] [--prepared-ddl]] [--checkpoint-every N] [--stop-after N] [--phases] | --dump [--probe N] --shared KS,...", summary: "durable write load for the crash test (runs until killed)", hidden: true, run: runCrashload},
 	}
 }
 
