@@ -69,15 +69,7 @@ func TestHaltReleasesRowWaiter(t *testing.T) {
 	if err := prep.Prepare("g1"); err != nil {
 		t.Fatal(err)
 	}
-	waiter := m.Begin()
-	if _, err := waiter.WriteXID(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- waiter.Wait(context.Background(), hx) }()
-	for m.locks.Stats().Waiting == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waiter, waited := startWaiter(t, m, hx)
 	cause := errors.New("WAL fsync failed")
 	go h.Stop(cause)
 	select {
@@ -157,15 +149,7 @@ func TestCommitFlushFailureReleasesWaiters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiter := m.Begin()
-	if _, err := waiter.WriteXID(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- waiter.Wait(context.Background(), cx) }()
-	for m.locks.Stats().Waiting == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waiter, waited := startWaiter(t, m, cx)
 	fs.InjectError(vfs.Injection{Op: vfs.OpSync, Path: testDir + "/wal/", Persistent: true})
 	err = committer.Commit()
 	if !errors.Is(err, base.ErrStopped) || !errors.Is(err, syscall.EIO) {
@@ -225,15 +209,7 @@ func TestCLOGFailureAtEndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiter := m.Begin()
-	if _, err := waiter.WriteXID(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- waiter.Wait(context.Background(), hx) }()
-	for m.locks.Stats().Waiting == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waiter, waited := startWaiter(t, m, hx)
 	// Evict hx's page (it is written out), then make CLOG reads fail.
 	for _, p := range []base.XID{3, 4} {
 		if _, err := m.Status(p * xidsPerPage); err != nil {
@@ -262,4 +238,21 @@ func TestCLOGFailureAtEndStops(t *testing.T) {
 	if st, err := m.Status(hx); err != nil || st != Committed {
 		t.Fatalf("after recovery the durable commit %d is %v (%v)", hx, st, err)
 	}
+}
+
+// startWaiter starts a transaction that waits for holder's xid lock in
+// its own goroutine and returns it once it is queued, with a channel that
+// delivers Wait's result.
+func startWaiter(t *testing.T, m *Manager, holder base.XID) (*Tx, <-chan error) {
+	t.Helper()
+	waiter := m.Begin()
+	if _, err := waiter.WriteXID(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- waiter.Wait(context.Background(), holder) }()
+	for m.locks.Stats().Waiting == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	return waiter, waited
 }
