@@ -64,6 +64,21 @@
 // entry names (a dropped keyspace, or a create whose transaction aborted)
 // are removed at Open.
 //
+// # The fatal state
+//
+// One base.Halt per open database is handed to the buffer pool, the WAL and
+// the transaction manager. A failed fsync of the WAL, the CLOG or a data
+// file, or a failed WAL or control-file write, stops it (PostgreSQL
+// PANICs: the kernel may have dropped what it had acknowledged). From then
+// on every call returns ErrEngineStopped wrapping the first cause (an error
+// a subsystem returns on the way is replaced by the Halt's, DB.stopped),
+// lock and group-commit waiters are released with it, no page, CLOG or
+// control file is written, and Close releases the directory without a
+// checkpoint. A commit caught in the stop has an unknown outcome until the
+// next Open, whose recovery decides it from the WAL. A failed Open releases
+// the log the same way (xlog.Log.Abandon): it never checkpoints a state it
+// did not finish recovering.
+//
 // # Concurrency
 //
 // A DB is safe for concurrent use; a Tx and its Iterators belong to one
