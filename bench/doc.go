@@ -29,6 +29,18 @@
 //   - bench/cmd/ycsb: the runner (ycsb mode and groupcommit mode), which
 //     writes a comparison table, CSV, JSON and SVG charts to --out.
 //
+// # Module
+//
+// bench is a module of its own, github.com/heapkv/heapkv/bench, so that
+// the engine's go.mod requires none of the stores compared here (pebble
+// stays there only for kv's tests). Its go.mod replaces the engine with
+// the tree it sits in (../), so it always measures this checkout, and the
+// repository's go.work joins both modules so that `go run ./bench/cmd/ycsb`
+// works from the root. The drivers use only kv's public API, as an
+// embedder would. `go test ./...` at the root stops at bench/; the root's
+// `go test ./... ./bench/...`, or `go test ./...` inside bench/, runs its
+// tests.
+//
 // # What is measured
 //
 // For each workload and engine: a load of recordcount records with
