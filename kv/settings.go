@@ -17,6 +17,9 @@ type Setting struct {
 	Unit   string // the unit a bare number is read in, e.g. 8kB, ms; "" if none
 	Source string // "default", "file" (DIR/heapkv.conf) or "options"
 	Desc   string
+	// Note is set for a setting that is accepted but has no effect yet,
+	// saying so ("not in effect yet: ...").
+	Note string
 }
 
 type settingKind int8
@@ -45,6 +48,9 @@ type settingDef struct {
 	field func(o *Options) any
 	// special allows values outside min..max (wal_buffers = -1).
 	special []float64
+	// notInEffect says why a setting accepted for PostgreSQL compatibility
+	// does nothing yet; SHOW says so rather than pretend.
+	notInEffect string
 }
 
 var settingDefs = []settingDef{
@@ -53,11 +59,11 @@ var settingDefs = []settingDef{
 	{name: "wal_buffers", kind: kindBytes, unit: "8kB", def: "-1", min: 64 << 10, max: 1 << 30, special: []float64{-1},
 		desc: "WAL buffer ring; -1: 1/32 of shared_buffers within 64kB..16MB", field: func(o *Options) any { return &o.WALBuffers }},
 	{name: "work_mem", kind: kindBytes, unit: "kB", def: "4MB", min: 64 << 10, max: 1 << 40,
-		desc: "memory of one sort or hash before it spills", field: func(o *Options) any { return &o.WorkMem }},
+		desc: "memory of one sort or hash before it spills", field: func(o *Options) any { return &o.WorkMem }, notInEffect: "not in effect yet: sorts and hashes (sortspill) are not built"},
 	{name: "maintenance_work_mem", kind: kindBytes, unit: "kB", def: "64MB", min: 1 << 20, max: 1 << 40,
-		desc: "memory of VACUUM and bulk load", field: func(o *Options) any { return &o.MaintenanceWorkMem }},
+		desc: "memory of VACUUM and bulk load", field: func(o *Options) any { return &o.MaintenanceWorkMem }, notInEffect: "not in effect yet: VACUUM and bulk load are not built"},
 	{name: "temp_buffers", kind: kindBytes, unit: "8kB", def: "8MB", min: 800 << 10, max: 1 << 40,
-		desc: "local buffers of temporary keyspaces", field: func(o *Options) any { return &o.TempBuffers }},
+		desc: "local buffers of temporary keyspaces", field: func(o *Options) any { return &o.TempBuffers }, notInEffect: "not in effect yet: temporary keyspaces are not built"},
 	{name: "transaction_buffers", kind: kindBytes, unit: "8kB", def: "1MB", min: 16 << 10, max: 1 << 30,
 		desc: "commit log (CLOG) cache", field: func(o *Options) any { return &o.TransactionBuffers }},
 	{name: "synchronous_commit", kind: kindSync, def: "on", enum: []string{"on", "off"},
@@ -89,7 +95,7 @@ var settingDefs = []settingDef{
 	{name: "bgwriter_lru_multiplier", kind: kindFloat, def: "2", min: 0, max: 10,
 		desc: "how far ahead of demand the background writer cleans", field: func(o *Options) any { return &o.BgWriterLRUMultiplier }},
 	{name: "autovacuum", kind: kindToggle, def: "on", enum: []string{"on", "off"},
-		desc: "background vacuum of dead versions", field: func(o *Options) any { return &o.Autovacuum }},
+		desc: "background vacuum of dead versions", field: func(o *Options) any { return &o.Autovacuum }, notInEffect: "not in effect yet: autovacuum is not built"},
 }
 
 func findSetting(name string) *settingDef {
@@ -422,7 +428,7 @@ func (c *config) settings() []Setting {
 	out := make([]Setting, 0, len(settingDefs))
 	for i := range settingDefs {
 		def := &settingDefs[i]
-		out = append(out, Setting{Name: def.name, Value: def.show(&c.Options), Unit: def.unit, Source: c.source[def.name], Desc: def.desc})
+		out = append(out, Setting{Name: def.name, Value: def.show(&c.Options), Unit: def.unit, Source: c.source[def.name], Desc: def.desc, Note: def.notInEffect})
 	}
 	return out
 }

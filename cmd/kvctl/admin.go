@@ -194,6 +194,7 @@ func runShow(e *env, args []string) error {
 			Unit   string `json:"unit"`
 			Source string `json:"source"`
 			Desc   string `json:"description"`
+			Note   string `json:"note,omitempty"`
 		}
 		out := make([]setting, len(settings))
 		for i, s := range settings {
@@ -201,14 +202,13 @@ func runShow(e *env, args []string) error {
 		}
 		return writeJSON(e.stdout, out)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	header := []string{"name", "setting", "unit", "source"}
+	header := []string{"name", "setting", "unit", "source", "note"}
 	if *verbose {
 		header = append(header, "description")
 	}
 	rows := [][]string{header}
 	for _, s := range settings {
-		row := []string{s.Name, s.Value, s.Unit, s.Source}
+		row := []string{s.Name, s.Value, s.Unit, s.Source, s.Note}
 		if *verbose {
 			row = append(row, s.Desc)
 		}
@@ -224,10 +224,21 @@ func runShow(e *env, args []string) error {
 		rule[i] = strings.Repeat("-", width)
 	}
 	rows = slices.Insert(rows, 1, rule)
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// An empty last column (most settings have no note) leaves padding.
+	for line := range strings.Lines(table.String()) {
+		if _, err := fmt.Fprintln(e.stdout, strings.TrimRight(line, " \n")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func runCheckpoint(e *env, args []string) error {

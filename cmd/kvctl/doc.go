@@ -27,7 +27,8 @@
 //	load [--batch N] [--keyspace NAME] [--format text|json] [--progress] FILE|-
 //	                                        bulk load key/value lines
 //	stats [--format text|json]              the database's counters (kv.DB.Stats)
-//	show [-v] [--format text|json] [NAME]   settings, like SHOW ALL / SHOW NAME
+//	show [-v] [--format text|json] [NAME]   settings, like SHOW ALL / SHOW NAME; the
+//	                                        note column marks settings not in effect yet
 //	checkpoint                              force a checkpoint
 //	check                                   verify every heap and index page
 //	keyspace create NAME                    create a keyspace
