@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/heapkv/heapkv/internal/vfs"
+	"github.com/heapkv/heapkv/pagecache"
 )
 
 // A statement that fails after it began changing a row aborts its
@@ -116,4 +117,20 @@ func TestAnswersDoNotAbort(t *testing.T) {
 		t.Fatalf("Rollback of an aborted transaction: %v", err)
 	}
 	holder.Commit()
+}
+
+// A statement that finds every buffer pinned fails with ErrBusy (and the
+// pool's own sentinel), and aborts its transaction.
+func TestBusyPool(t *testing.T) {
+	ctx := context.Background()
+	db := openMem(t, vfs.NewMemFS(), smallOpts())
+	defer db.Close()
+	tx, _ := db.Begin(ctx, TxOptions{})
+	err := tx.fail(pagecache.ErrNoUnpinnedBuffers)
+	if !errors.Is(err, ErrBusy) || !errors.Is(err, pagecache.ErrNoUnpinnedBuffers) {
+		t.Fatalf("fail(ErrNoUnpinnedBuffers) = %v, want ErrBusy matching the pool's sentinel too", err)
+	}
+	if err := tx.Put([]byte("a"), nil); !errors.Is(err, ErrTxAborted) {
+		t.Fatalf("after ErrBusy: %v, want ErrTxAborted", err)
+	}
 }

@@ -44,6 +44,11 @@ var (
 	// ErrLockTimeout: a row-lock wait lasted longer than lock_timeout;
 	// the transaction is aborted (roll it back and retry if you like).
 	ErrLockTimeout = errors.New("kv: canceling statement due to lock timeout")
+	// ErrBusy: every shared buffer was pinned by other work, so the
+	// statement could not read a page (PostgreSQL's "no unpinned buffers
+	// available"); the transaction is aborted. Retry, or raise
+	// shared_buffers.
+	ErrBusy = errors.New("kv: no unpinned buffers available")
 	// ErrNotSupported: a feature not built yet; never a silent downgrade.
 	ErrNotSupported = errors.New("kv: not supported")
 	// ErrBadSetting: an option or heapkv.conf line is invalid.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/heapkv/heapkv/heap"
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/pagecache"
 	"github.com/heapkv/heapkv/txn"
 )
 
@@ -172,6 +173,8 @@ func (tx *Tx) fail(err error) error {
 		return err
 	case errors.Is(err, heap.ErrValueTooLarge):
 		err = fmt.Errorf("%w: %v", ErrValueTooLarge, err)
+	case errors.Is(err, pagecache.ErrNoUnpinnedBuffers):
+		err = fmt.Errorf("%w: %w", ErrBusy, err)
 	case errors.Is(err, txn.ErrLockTimeout):
 		tx.db.stats.lockTimeouts.Add(1)
 		err = fmt.Errorf("%w: %v", ErrLockTimeout, err)
