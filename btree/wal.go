@@ -10,7 +10,7 @@ import (
 )
 
 // RmgrID is the B+tree's resource manager id in the WAL.
-const RmgrID xlog.RmgrID = 3
+const RmgrID = xlog.RmgrBtree
 
 // Record kinds (the info byte of a B+tree WAL record).
 //

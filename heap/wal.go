@@ -10,8 +10,8 @@ import (
 	"github.com/heapkv/heapkv/xlog"
 )
 
-// RmgrHeap is the heap's resource manager id (txn uses 1, btree 3).
-const RmgrHeap xlog.RmgrID = 2
+// RmgrHeap is the heap's resource manager id (xlog's list names them all).
+const RmgrHeap = xlog.RmgrHeap
 
 // The heap's WAL records. Each changes exactly one page, registered with
 // RecordBuilder.PageOp, so xlog logs a full-page image instead of the

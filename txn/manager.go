@@ -18,7 +18,7 @@ import (
 )
 
 // RmgrTxn is the resource manager id of this package's WAL records.
-const RmgrTxn xlog.RmgrID = 1
+const RmgrTxn = xlog.RmgrTxn
 
 // Info values of RmgrTxn records.
 const (

@@ -62,12 +62,19 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// RmgrID names a resource manager. 0 is xlog's own (checkpoints, plain page
-// images); the layers above register theirs with Log.RegisterRmgr.
+// RmgrID names a resource manager. The layers above xlog register their
+// redo for theirs with Log.RegisterRmgr.
 type RmgrID uint8
 
-// RmgrXLOG is xlog's own resource manager.
-const RmgrXLOG RmgrID = 0
+// The resource managers, all in one list as in PostgreSQL's rmgrlist.h:
+// an id is written into every WAL record, so ids are never reused or
+// renumbered, and a new resource manager takes the next free one here.
+const (
+	RmgrXLOG  RmgrID = 0 // xlog itself: checkpoints, plain page images
+	RmgrTxn   RmgrID = 1 // txn: commit, abort, prepare, CLOG page zeroing
+	RmgrHeap  RmgrID = 2 // heap: tuples, hint images, pruning, TOAST
+	RmgrBtree RmgrID = 3 // btree: creation, inserts and repoints, splits
+)
 
 // Info values of RmgrXLOG records.
 const (
