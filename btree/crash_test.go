@@ -29,14 +29,7 @@ func TestCrash(t *testing.T) {
 	if raceEnabled {
 		def = 50
 	}
-	seeds := testutil.CrashSeeds(def)
-	base := baseSeed(t)
-	for i := range seeds {
-		seed := base + int64(i)
-		if !runCrash(t, seed) {
-			t.Fatalf("crash test failed with seed %d (rerun: -run TestCrash -seed=%d -crash.seeds=1)", seed, seed)
-		}
-	}
+	testutil.RunCrashSeeds(t, def, runCrash)
 }
 
 // crashKey makes writer w's i-th key: a class byte and a long filler shared
@@ -72,8 +65,8 @@ type ackedKey struct {
 	end base.LSN // end of the insert's WAL record
 }
 
-func runCrash(t *testing.T, seed int64) bool {
-	t.Helper()
+func runCrash(t *testing.T, c testutil.CrashSeed) {
+	seed := c.Seed
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
 	fs := vfs.NewMemFS()
 	poolBytes := (48 + rng.IntN(32)) * 8192
@@ -85,7 +78,7 @@ func runCrash(t *testing.T, seed int64) bool {
 	e, err := tryOpenEnv(fs, testDir, poolBytes, cfg)
 	if err != nil {
 		t.Errorf("seed %d: %v", seed, err)
-		return false
+		return
 	}
 	tr, err := Create(e.pool, e.wal, testRel)
 	if err == nil {
@@ -94,7 +87,7 @@ func runCrash(t *testing.T, seed int64) bool {
 	if err != nil {
 		t.Errorf("seed %d: create: %v", seed, err)
 		e.close(t)
-		return false
+		return
 	}
 
 	writers := 2 + rng.IntN(3)
@@ -177,40 +170,35 @@ func runCrash(t *testing.T, seed int64) bool {
 	evictions := e.pool.Stats().Evictions
 	e.close(t)
 	if t.Failed() {
-		return false
+		return
 	}
 
-	crashed.Crash(vfs.CrashOptions{
-		Seed:               seed,
-		KeepUnsynced:       rng.Float64(),
-		TearProbability:    rng.Float64(),
-		KeepUnsyncedDirOps: rng.Float64(),
-	})
+	crashed.Crash(c.Options(0))
 	e, err = tryOpenEnv(crashed, testDir, poolBytes, cfg)
 	if err != nil {
 		t.Errorf("seed %d: reopen after crash: %v", seed, err)
-		return false
+		return
 	}
 	defer e.close(t)
 	if tr, err = Open(e.pool, e.wal, testRel); err != nil {
 		t.Errorf("seed %d: Open after crash: %v", seed, err)
-		return false
+		return
 	}
 	if err := Check(e.pool, testRel); err != nil {
 		t.Errorf("seed %d: Check after crash: %v", seed, err)
-		return false
+		return
 	}
 	for _, k := range durable {
 		if got, ok, err := tr.Lookup(k); err != nil || !ok || got != tidFor(k) {
 			t.Errorf("seed %d: durable key %x lost after crash: %v %v %v (%d durable keys, flushed to %s)",
 				seed, trunc(k), got, ok, err, len(durable), flushed)
-			return false
+			return
 		}
 	}
 	all, err := collect(tr, nil, nil, false, 0)
 	if err != nil {
 		t.Errorf("seed %d: scan after crash: %v", seed, err)
-		return false
+		return
 	}
 	// Every key there was inserted, and its record was not lost: a key
 	// whose record ends past the recovered end of the log can only be there
@@ -220,17 +208,17 @@ func runCrash(t *testing.T, seed int64) bool {
 		a, ok := inserted[en.key]
 		if !ok || en.tid != tidFor([]byte(en.key)) {
 			t.Errorf("seed %d: key %x (TID %v) after crash was never inserted", seed, trunc([]byte(en.key)), en.tid)
-			return false
+			return
 		}
 		if a.end > walEnd {
 			t.Errorf("seed %d: key %x is in the tree, but its WAL record (ending at %s) is past the recovered end %s",
 				seed, trunc([]byte(en.key)), a.end, walEnd)
-			return false
+			return
 		}
 	}
 	if len(all) < len(durable) {
 		t.Errorf("seed %d: %d keys after crash, %d were durable", seed, len(all), len(durable))
-		return false
+		return
 	}
 
 	if *flagCrashVerbose {
@@ -244,14 +232,13 @@ func runCrash(t *testing.T, seed int64) bool {
 		k := crashKey(rng, 9, i)
 		if _, _, err := tr.Insert(k, tidFor(k)); err != nil {
 			t.Errorf("seed %d: Insert after recovery: %v", seed, err)
-			return false
+			return
 		}
 	}
 	if err := Check(e.pool, testRel); err != nil {
 		t.Errorf("seed %d: Check after inserts following recovery: %v", seed, err)
-		return false
+		return
 	}
-	return true
 }
 
 // TestCheckpointDuringInserts runs checkpoints back to back while

@@ -39,18 +39,11 @@ type inserted struct {
 // relation that passes Check, with every flushed insert that did not abort
 // fetchable by its TID with its key, value and xmin.
 func TestCrash(t *testing.T) {
-	seeds := testutil.CrashSeeds(defaultCrashSeeds)
-	base := testSeed(t)
-	for i := range seeds {
-		seed := base + int64(i)
-		if !runCrash(t, seed) {
-			t.Fatalf("crash test failed with seed %d (rerun: -run TestCrash -seed=%d -crash.seeds=1)", seed, seed)
-		}
-	}
+	testutil.RunCrashSeeds(t, defaultCrashSeeds, runCrash)
 }
 
-func runCrash(t *testing.T, seed int64) bool {
-	t.Helper()
+func runCrash(t *testing.T, c testutil.CrashSeed) {
+	seed := c.Seed
 	rng := newRand(seed)
 	fs := vfs.NewMemFS()
 	walCfg := xlog.Config{SegmentSize: 1 << 20, WALBuffers: 64 << 10}
@@ -62,7 +55,7 @@ func runCrash(t *testing.T, seed int64) bool {
 	e, err := tryOpenEnv(fs, cfg)
 	if err != nil {
 		t.Errorf("seed %d: open: %v", seed, err)
-		return false
+		return
 	}
 	nwriters := 2 + rng.IntN(3)
 	var (
@@ -163,17 +156,12 @@ func runCrash(t *testing.T, seed int64) bool {
 	wg.Wait()
 	if err := e.close(); err != nil {
 		t.Errorf("seed %d: close: %v", seed, err)
-		return false
+		return
 	}
 	if failed.Load() {
-		return false
+		return
 	}
-	crashed.Crash(vfs.CrashOptions{
-		Seed:               seed,
-		KeepUnsynced:       rng.Float64(),
-		TearProbability:    rng.Float64(),
-		KeepUnsyncedDirOps: rng.Float64(),
-	})
+	crashed.Crash(c.Options(0))
 
 	dbg := crashed.Clone()
 	r, err := tryOpenEnv(crashed, envConfig{poolPages: 16 + rng.IntN(16), wal: walCfg, clog: e.clog})
@@ -184,12 +172,12 @@ func runCrash(t *testing.T, seed int64) bool {
 		}
 		dumpWAL(t, dbg, walCfg.SegmentSize, blk)
 		t.Errorf("seed %d: recover: %v", seed, err)
-		return false
+		return
 	}
 	defer r.close()
 	if err := Check(r.pool, testRel); err != nil {
 		t.Errorf("seed %d: Check after recovery: %v", seed, err)
-		return false
+		return
 	}
 	checked := 0
 	for w := range nwriters {
@@ -200,12 +188,12 @@ func runCrash(t *testing.T, seed int64) bool {
 			tup, err := r.h.Fetch(rec.tid)
 			if err != nil {
 				t.Errorf("seed %d: writer %d: flushed insert of %q at %v: %v", seed, w, rec.key, rec.tid, err)
-				return false
+				return
 			}
 			if !bytes.Equal(tup.Key, rec.key) || !bytes.Equal(tup.Value, rec.value) || tup.XMin != rec.xid {
 				t.Errorf("seed %d: writer %d: %v holds key %q xmin %d and %d value bytes; want %q xmin %d and %d bytes",
 					seed, w, rec.tid, tup.Key, tup.XMin, len(tup.Value), rec.key, rec.xid, len(rec.value))
-				return false
+				return
 			}
 			checked++
 		}
@@ -214,5 +202,4 @@ func runCrash(t *testing.T, seed int64) bool {
 		t.Logf("seed %d: %d writers, %d inserts, %d flushed and checked, recovery replayed %d records",
 			seed, nwriters, total.Load(), checked, r.res.Records)
 	}
-	return true
 }

@@ -30,18 +30,11 @@ type ack struct {
 // runs three crash/recover rounds on the same lineage, so new records
 // overwrite a recovered tail, and some seeds checkpoint in between.
 func TestCrash(t *testing.T) {
-	seeds := testutil.CrashSeeds(defaultCrashSeeds)
-	base := baseSeed(t)
-	for i := range seeds {
-		seed := base + int64(i)
-		if !runCrash(t, seed) {
-			t.Fatalf("crash test failed with seed %d (rerun: -run TestCrash -seed=%d -crash.seeds=1)", seed, seed)
-		}
-	}
+	testutil.RunCrashSeeds(t, defaultCrashSeeds, runCrash)
 }
 
-func runCrash(t *testing.T, seed int64) bool {
-	t.Helper()
+func runCrash(t *testing.T, cs testutil.CrashSeed) {
+	seed := cs.Seed
 	rng := rand.New(rand.NewPCG(uint64(seed), 99))
 	fs := vfs.NewMemFS()
 	cfg := smallConfig()
@@ -55,11 +48,11 @@ func runCrash(t *testing.T, seed int64) bool {
 	for round := range 3 {
 		l, c, res := openLogCrash(t, fs, cfg)
 		if l == nil {
-			return false
+			return
 		}
 		if !verifyCrash(t, seed, round, c, res, &acked) {
 			l.Close()
-			return false
+			return
 		}
 
 		// Writers insert and flush until told to stop.
@@ -123,25 +116,20 @@ func runCrash(t *testing.T, seed int64) bool {
 		wg.Wait()
 		l.Close()
 		if t.Failed() {
-			return false
+			return
 		}
 		for w := range snap {
 			acked[w] = append(acked[w], snap[w]...)
 		}
-		crashed.Crash(vfs.CrashOptions{
-			Seed:               seed + int64(round),
-			KeepUnsynced:       rng.Float64(),
-			TearProbability:    rng.Float64(),
-			KeepUnsyncedDirOps: rng.Float64(),
-		})
+		crashed.Crash(cs.Options(round))
 		fs = crashed
 	}
 	l, c, res := openLogCrash(t, fs, cfg)
 	if l == nil {
-		return false
+		return
 	}
 	defer l.Close()
-	return verifyCrash(t, seed, 3, c, res, &acked)
+	verifyCrash(t, seed, 3, c, res, &acked)
 }
 
 func openLogCrash(t *testing.T, fs vfs.FS, cfg Config) (*Log, *collector, RecoveryResult) {

@@ -22,11 +22,3 @@ func Seed(t testing.TB) int64 {
 	t.Logf("seed %d (rerun with -seed=%d)", s, s)
 	return s
 }
-
-// CrashSeeds returns -crash.seeds, or def when it is not set.
-func CrashSeeds(def int) int {
-	if *crashSeedsFlag > 0 {
-		return *crashSeedsFlag
-	}
-	return def
-}
