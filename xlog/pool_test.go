@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/pagecache"
 )
@@ -23,13 +24,11 @@ func TestWithBufferPool(t *testing.T) {
 	if testing.Short() || defaultCrashSeeds < 200 {
 		seeds = 5
 	}
-	base0 := baseSeed(t)
-	for s := range int64(seeds) {
-		seed := base0 + s
-		if err := runPoolCrash(t, seed); err != nil {
-			t.Fatalf("seed %d: %v", seed, err)
+	testutil.RunCrashSeeds(t, seeds, func(t *testing.T, c testutil.CrashSeed) {
+		if err := runPoolCrash(t, c.Seed); err != nil {
+			t.Fatal(err)
 		}
-	}
+	})
 }
 
 const (
