@@ -157,6 +157,17 @@
 // section in codec.go. Every decoder returns ErrCorrupt for damage, never
 // panics, and allocates only what its input can hold (fuzz_test.go).
 //
+// # Memory
+//
+// The CLOG cache is Config.CLOGBuffers pages of 8 KiB (transaction_buffers
+// / 8 KiB, at least 2), allocated at start. The ProcArray holds one Proc
+// per transaction running at once, reused, so it grows to the peak
+// concurrency and no further; a snapshot's xid list is as long as the
+// number of running transactions. The lock manager holds an entry per xid
+// lock held and per waiter, the prepared-transaction table one per
+// prepared transaction. Recovery's tables of prepare and end records are
+// dropped when Recovered returns. Nothing grows with the size of the data.
+//
 // # Lock order
 //
 //	Manager.reserve -> CLOG.mu          (xid reservation zeroes a page)

@@ -227,6 +227,17 @@
 // inserters facing a full ring ever wait for it. The counters and LSNs read
 // without locks are atomics.
 //
+// # Memory
+//
+// The WAL buffers are one ring of Config.WALBuffers bytes (wal_buffers),
+// allocated at Open. An inserter assembles its record in a buffer of its
+// own as large as the record (an image at most a page, compressed or
+// not). The reader that recovery uses holds one segment (SegmentSize) and
+// one record buffer as large as the largest record it has returned; a
+// record is copied only after its CRC matched in place, so a garbage
+// length cannot make it allocate. Creating a segment writes from one
+// shared 64 KiB chunk of zeros. Nothing grows with the size of the data.
+//
 // # Departures from PostgreSQL
 //
 //   - No WAL page headers and no continuation records (see above).
