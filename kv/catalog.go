@@ -87,7 +87,7 @@ func (tx *Tx) CreateKeyspace(name string) error {
 	if _, err := tx.db.openKeyspace(name, heapRel, indexRel); err != nil {
 		return tx.fail(err)
 	}
-	return tx.fail(tx.put(tx.db.catalog, []byte(name), encodeCatalogEntry(heapRel, indexRel), false))
+	return tx.fail(tx.put(tx.db.catalog, []byte(name), encodeCatalogEntry(heapRel, indexRel)))
 }
 
 // DropKeyspace drops keyspace name as part of tx. Its files go when tx
@@ -129,10 +129,10 @@ func (tx *Tx) Keyspaces() ([]string, error) {
 // committed.
 func (db *DB) dropFiles(ks *keyspace) {
 	db.ksMu.Lock()
-	delete(db.keyspaces, ks.heap.Rel())
+	delete(db.keyspaces, ks.t.HeapRel())
 	db.ksMu.Unlock()
-	ks.heap.Close()
-	for _, rel := range []base.RelFileNode{ks.heap.Rel(), ks.tree.Rel()} {
+	ks.t.Close()
+	for _, rel := range []base.RelFileNode{ks.t.HeapRel(), ks.t.IndexRel()} {
 		if err := db.pool.DropRelation(rel); err != nil {
 			db.cfg.Logger.Warn("kv: keep relation of dropped keyspace until next open", "rel", rel, "err", err)
 			continue
@@ -158,49 +158,34 @@ func (db *DB) removeOrphans() error {
 	if err := t.Snapshot(&snap); err != nil {
 		return err
 	}
-	it := db.catalog.tree.Scan(nil, nil, false)
-	for it.Next() {
-		key := it.Key()
-		v, tid, ok, err := db.catalog.heap.Newest(it.TID(), key)
-		if err != nil {
-			it.Close()
-			return err
-		}
-		if !ok {
-			continue // every version aborted
-		}
+	err := db.catalog.t.ForEachNewest(func(key []byte, v txn.Version, tid base.TID) error {
 		inserted, deleted, _, err := txn.Judge(v, &snap, db.txm)
 		if err != nil {
-			it.Close()
 			return err
 		}
 		if !inserted || deleted {
 			st, err := db.txm.Status(v.XMin)
 			if err != nil {
-				it.Close()
 				return err
 			}
 			if st != txn.InProgress {
-				continue
+				return nil
 			}
 		}
-		t, err := db.catalog.heap.Fetch(tid)
+		value, err := db.catalog.t.Value(tid)
 		if err != nil {
-			it.Close()
 			return err
 		}
-		h, i, err := decodeCatalogEntry(t.Value)
+		h, i, err := decodeCatalogEntry(value)
 		if err != nil {
-			it.Close()
 			return fmt.Errorf("kv: catalog entry %q: %w", key, err)
 		}
 		keep[h], keep[i] = true, true
-	}
-	if err := it.Err(); err != nil {
-		it.Close()
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	it.Close()
 	dir := path.Join(db.dir, "base")
 	names, err := db.fs.List(dir)
 	if err != nil {

@@ -12,11 +12,10 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/heapkv/heapkv/btree"
-	"github.com/heapkv/heapkv/heap"
 	"github.com/heapkv/heapkv/internal/base"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/pagecache"
+	"github.com/heapkv/heapkv/table"
 	"github.com/heapkv/heapkv/txn"
 	"github.com/heapkv/heapkv/xlog"
 )
@@ -64,11 +63,11 @@ type dbCounters struct {
 	conflicts, deadlocks, lockTimeouts atomic.Uint64
 }
 
-// keyspace is one keyspace's pair of relations.
+// keyspace is one keyspace: its table (the pair of relations) and the
+// estimates kv keeps for it.
 type keyspace struct {
 	name   string
-	heap   *heap.Heap
-	tree   *btree.Tree
+	t      *table.Table
 	counts ksCounters
 }
 
@@ -222,10 +221,7 @@ func (db *DB) openEngine() error {
 	if err != nil {
 		return err
 	}
-	if err := heap.RegisterRedo(db.wal); err != nil {
-		return err
-	}
-	if err := btree.RegisterRedo(db.wal); err != nil {
+	if err := table.RegisterRedo(db.wal); err != nil {
 		return err
 	}
 	res, err := db.wal.Recover(db.pool)
@@ -272,28 +268,19 @@ func (db *DB) clearTemp() error {
 	return nil
 }
 
-// openKeyspace opens (creating if needed) the heap and B+tree of a
-// keyspace, or returns the handle already open.
+// openKeyspace opens (creating if needed) the table of a keyspace, or
+// returns the handle already open.
 func (db *DB) openKeyspace(name string, heapRel, indexRel base.RelFileNode) (*keyspace, error) {
 	db.ksMu.Lock()
 	defer db.ksMu.Unlock()
 	if ks, ok := db.keyspaces[heapRel]; ok {
 		return ks, nil
 	}
-	h, err := heap.Open(heap.Config{Pool: db.pool, WAL: db.wal, FS: db.fs, Dir: db.dir, Rel: heapRel, Status: db.txm, Logger: db.cfg.Logger})
+	t, err := table.Open(table.Config{Pool: db.pool, WAL: db.wal, FS: db.fs, Dir: db.dir, Status: db.txm, Logger: db.cfg.Logger}, heapRel, indexRel)
 	if err != nil {
 		return nil, err
 	}
-	var t *btree.Tree
-	if n, err := db.pool.Storage().NBlocks(indexRel); err == nil && n > 0 {
-		t, err = btree.Open(db.pool, db.wal, indexRel)
-		if err != nil {
-			return nil, err
-		}
-	} else if t, err = btree.Create(db.pool, db.wal, indexRel); err != nil {
-		return nil, err
-	}
-	ks := &keyspace{name: name, heap: h, tree: t}
+	ks := &keyspace{name: name, t: t}
 	db.keyspaces[heapRel] = ks
 	return ks, nil
 }
@@ -355,7 +342,7 @@ func (db *DB) Close() error {
 	}
 	db.ksMu.Lock()
 	for _, ks := range db.keyspaces {
-		ks.heap.SaveFSM()
+		ks.t.SaveFSM()
 	}
 	db.ksMu.Unlock()
 	err := db.wal.Close() // writes the shutdown checkpoint through the pool

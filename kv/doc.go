@@ -10,47 +10,36 @@
 // Open wires the subsystems, bottom up: the shared buffer pool
 // (pagecache) over the relation files, the write-ahead log (xlog) whose
 // Flush the pool calls before writing a dirty page, the transaction manager
-// (txn) with its commit log, and the two access methods, heap and btree,
-// which register their WAL redo. Then WAL recovery replays from the last
-// checkpoint, the transaction manager aborts what never finished and
-// restores prepared transactions, and the catalog is opened.
+// (txn) with its commit log, and the table layer, whose two access
+// methods, heap and btree, register their WAL redo (table.RegisterRedo).
+// Then WAL recovery replays from the last checkpoint, the transaction
+// manager aborts what never finished and restores prepared transactions,
+// and the catalog is opened.
 //
-// A keyspace is a heap relation (every version of every row, newest to
-// oldest along prev links) plus a B+tree relation with one entry per key
-// pointing at the newest version. The catalog, itself a keyspace with fixed
-// relations 1 and 2, maps keyspace names to their relations, so creating
-// and dropping keyspaces is transactional; the default keyspace is 3 and 4.
+// A keyspace is a table (package table): a heap relation (every version of
+// every row, newest to oldest along prev links) plus a B+tree relation
+// with one entry per key pointing at the newest version. The catalog,
+// itself a keyspace with fixed relations 1 and 2, maps keyspace names to
+// their relations, so creating and dropping keyspaces is transactional;
+// the default keyspace is 3 and 4.
 //
 // # Reads and writes
 //
-// A read looks the key up in the B+tree and walks the version chain with
-// the transaction's snapshot (txn.Judge). Repeatable Read takes one snapshot
-// for the transaction, Read Committed one per operation (a scan keeps the
-// one it started with). A write finds the newest version that did not
-// abort, and asks txn.CheckWrite about it (if its inserter aborted in
-// between, the write looks again: the version below is the row):
-//
-//  1. another running transaction holds it: wait for that xid (the lock
-//     manager detects deadlocks) and look again;
-//  2. a transaction the snapshot does not see changed it and committed:
-//     under Repeatable Read, ErrSerialization (first updater wins); under
-//     Read Committed, take a new snapshot and look again;
-//  3. otherwise claim it: set the version's xmax to our xid with a
-//     compare-and-set under its page lock (heap.SetXmax), insert the new
-//     version pointing back at it, and repoint the B+tree entry with a
-//     compare-and-set. Losing either race means looking again.
-//
-// Writers of one key therefore serialise on the version's xmax and the
-// index entry; readers never wait for writers and writers never wait for
-// readers. A transaction that meets ErrSerialization or ErrDeadlock is
-// rolled back on the spot; Update retries it. Any other failure of a
-// statement (an I/O error, a canceled or timed-out lock wait) may have come
-// after the statement began changing a row, so it rolls the transaction
-// back too and leaves it aborted: every later call but Rollback returns
-// ErrTxAborted, and Commit rolls back (PostgreSQL's "current transaction is
-// aborted"). ErrNotFound, the keyspace errors and validation errors
-// (empty or oversized key or value, checked before anything changes) leave
-// the transaction as it was.
+// Every operation on a keyspace's pair of relations (a read's chain walk,
+// a write's wait for the row's holder, the claim of its xmax, the index
+// repoint) is package table's; its doc.go lists the rules. kv decides
+// which snapshot an operation uses: Repeatable Read takes one for the
+// transaction, Read Committed one per operation (a scan keeps the one it
+// started with, and a write may take a new one per attempt), and what a
+// failure means for the transaction (Tx.fail). A transaction that meets
+// ErrSerialization or ErrDeadlock is rolled back on the spot; Update
+// retries it. Any other failure of a statement (an I/O error, a canceled
+// or timed-out lock wait) may have come after the statement began
+// changing a row, so it rolls the transaction back too and leaves it
+// aborted: every later call but Rollback returns ErrTxAborted, and Commit
+// rolls back (PostgreSQL's "current transaction is aborted"). ErrNotFound,
+// the keyspace errors and validation errors (empty or oversized key or
+// value, checked before anything changes) leave the transaction as it was.
 //
 // # Files
 //
@@ -84,6 +73,6 @@
 // A DB is safe for concurrent use; a Tx and its Iterators belong to one
 // goroutine. Close waits for calls in progress (every call holds
 // DB.closeMu in share mode while it runs) and then refuses new ones with
-// ErrClosed. Lock order below this package: see pagecache, xlog, txn,
-// heap and btree.
+// ErrClosed. Lock order below this package: see table, then heap and
+// btree, txn, xlog and pagecache.
 package kv

@@ -5,7 +5,7 @@ import (
 	"iter"
 	"slices"
 
-	"github.com/heapkv/heapkv/btree"
+	"github.com/heapkv/heapkv/table"
 	"github.com/heapkv/heapkv/txn"
 )
 
@@ -24,11 +24,9 @@ type Iterator struct {
 	tx    *Tx
 	ks    *keyspace
 	snap  txn.Snapshot // the scan's own: later reads of a Read Committed tx move tx's on
-	it    *btree.Iterator
+	it    *table.Iterator
 	limit int
 	n     int
-	key   []byte
-	value []byte
 	err   error
 	done  bool
 }
@@ -66,7 +64,7 @@ func (tx *Tx) scan(ks *keyspace, start, end []byte, opts *ScanOptions) *Iterator
 		return &Iterator{err: tx.fail(err), done: true}
 	}
 	it.snap = txn.Snapshot{XMin: s.XMin, XMax: s.XMax, XIP: slices.Clone(s.XIP), Cur: s.Cur, Subs: slices.Clone(s.Subs)}
-	it.it = ks.tree.Scan(start, end, o.Reverse)
+	it.it = ks.t.Scan(start, end, o.Reverse)
 	return it
 }
 
@@ -88,34 +86,34 @@ func (it *Iterator) Next() bool {
 		return false
 	}
 	defer it.tx.db.leave()
-	for it.limit == 0 || it.n < it.limit {
-		if !it.it.Next() {
-			it.err, it.done = it.tx.fail(it.it.Err()), true
-			return false
-		}
-		key := it.it.Key()
-		it.tx.t.SetOwn(&it.snap) // writes of tx since the scan began are its own
-		v, _, ok, err := it.ks.heap.Get(it.it.TID(), key, &it.snap, it.value[:0])
-		if err != nil {
-			it.err, it.done = it.tx.fail(err), true
-			return false
-		}
-		if !ok {
-			continue
-		}
-		it.key, it.value = key, v
-		it.n++
-		return true
+	if it.limit != 0 && it.n >= it.limit {
+		it.done = true
+		return false
 	}
-	it.done = true
-	return false
+	it.tx.t.SetOwn(&it.snap) // writes of tx since the scan began are its own
+	if !it.it.Next(&it.snap) {
+		it.err, it.done = it.tx.fail(it.it.Err()), true
+		return false
+	}
+	it.n++
+	return true
 }
 
 // Key returns the current key.
-func (it *Iterator) Key() []byte { return it.key }
+func (it *Iterator) Key() []byte {
+	if it.it == nil {
+		return nil
+	}
+	return it.it.Key()
+}
 
 // Value returns the current value.
-func (it *Iterator) Value() []byte { return it.value }
+func (it *Iterator) Value() []byte {
+	if it.it == nil {
+		return nil
+	}
+	return it.it.Value()
+}
 
 // Err returns the error that stopped the iteration, if any.
 func (it *Iterator) Err() error { return it.err }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heapkv/heapkv/internal/testutil"
 	"github.com/heapkv/heapkv/internal/vfs"
+	"github.com/heapkv/heapkv/table"
 )
 
 var rcForUpdateTxns = flag.Int("rcforupdate.txns", 0, "transactions of TestReadCommittedForUpdateFindsAccounts (0: default)")
@@ -186,9 +187,9 @@ func TestWriterSkipsVersionAbortedAfterNewest(t *testing.T) {
 		if err := doomed.Put(k, []byte("doomed")); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { testHookAfterNewest = nil })
-		testHookAfterNewest = func() {
-			testHookAfterNewest = nil
+		t.Cleanup(func() { table.TestHooks.AfterNewest = nil })
+		table.TestHooks.AfterNewest = func() {
+			table.TestHooks.AfterNewest = nil
 			if err := doomed.Rollback(); err != nil {
 				t.Error(err)
 			}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heapkv/heapkv/internal/vfs"
+	"github.com/heapkv/heapkv/table"
 )
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -443,13 +444,13 @@ func TestReadSnapshotPrecedesLookup(t *testing.T) {
 	defer db.Close()
 	ctx := context.Background()
 	db.Put([]byte("k"), []byte("old"))
-	testHookAfterLookup = func() {
-		testHookAfterLookup = nil
+	table.TestHooks.AfterLookup = func() {
+		table.TestHooks.AfterLookup = nil
 		if err := db.Put([]byte("k"), []byte("new")); err != nil {
 			t.Error(err)
 		}
 	}
-	defer func() { testHookAfterLookup = nil }()
+	defer func() { table.TestHooks.AfterLookup = nil }()
 	tx, _ := db.Begin(ctx, TxOptions{Isolation: ReadCommitted})
 	v, err := tx.Get([]byte("k"))
 	if err != nil || string(v) != "old" {

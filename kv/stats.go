@@ -6,9 +6,6 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
-
-	"github.com/heapkv/heapkv/btree"
-	"github.com/heapkv/heapkv/heap"
 )
 
 // Stats are the database's counters since Open, grouped as PostgreSQL's
@@ -129,11 +126,10 @@ func (db *DB) Stats() (Stats, error) {
 		if ks == db.catalog {
 			continue
 		}
-		hs := ks.heap.Stats()
-		n, _ := ks.heap.NBlocks()
+		ts := ks.t.Stats()
 		s.Keyspaces = append(s.Keyspaces, KeyspaceStats{
 			Name: ks.name, LiveVersions: ks.counts.live.Load(), DeadVersions: ks.counts.dead.Load(),
-			Inserts: hs.Inserts, HeapPages: uint64(n),
+			Inserts: ts.Inserts, HeapPages: ts.HeapPages,
 		})
 	}
 	db.ksMu.Unlock()
@@ -141,8 +137,8 @@ func (db *DB) Stats() (Stats, error) {
 	return s, nil
 }
 
-// Check runs the verifiers over every relation (heap.Check and
-// btree.Check, like PostgreSQL's amcheck) and returns every problem found,
+// Check runs the verifiers over every relation (table.Check: heap.Check
+// and btree.Check, like PostgreSQL's amcheck) and returns every problem found,
 // joined; nil means all verified.
 func (db *DB) Check() error {
 	if err := db.enter(); err != nil {
@@ -183,11 +179,12 @@ func (db *DB) Check() error {
 		if name == "" {
 			name = "(catalog)"
 		}
-		if err := heap.Check(db.pool, ks.heap.Rel()); err != nil {
-			errs = append(errs, fmt.Errorf("keyspace %s heap (relation %d): %w", name, ks.heap.Rel(), err))
+		heapErr, indexErr := ks.t.Check()
+		if heapErr != nil {
+			errs = append(errs, fmt.Errorf("keyspace %s heap (relation %d): %w", name, ks.t.HeapRel(), heapErr))
 		}
-		if err := btree.Check(db.pool, ks.tree.Rel()); err != nil {
-			errs = append(errs, fmt.Errorf("keyspace %s index (relation %d): %w", name, ks.tree.Rel(), err))
+		if indexErr != nil {
+			errs = append(errs, fmt.Errorf("keyspace %s index (relation %d): %w", name, ks.t.IndexRel(), indexErr))
 		}
 	}
 	return errors.Join(errs...)

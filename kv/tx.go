@@ -7,9 +7,8 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/heapkv/heapkv/heap"
-	"github.com/heapkv/heapkv/internal/base"
 	"github.com/heapkv/heapkv/pagecache"
+	"github.com/heapkv/heapkv/table"
 	"github.com/heapkv/heapkv/txn"
 )
 
@@ -167,11 +166,11 @@ func (tx *Tx) fail(err error) error {
 		tx.db.stats.deadlocks.Add(1)
 		tx.abort()
 		return fmt.Errorf("%w: %v", ErrDeadlock, err)
-	case errors.Is(err, ErrSerialization):
+	case errors.Is(err, table.ErrSerialization):
 		tx.db.stats.conflicts.Add(1)
 		tx.abort()
-		return err
-	case errors.Is(err, heap.ErrValueTooLarge):
+		return fmt.Errorf("%w: %w", ErrSerialization, err)
+	case errors.Is(err, table.ErrValueTooLarge):
 		err = fmt.Errorf("%w: %v", ErrValueTooLarge, err)
 	case errors.Is(err, pagecache.ErrNoUnpinnedBuffers):
 		err = fmt.Errorf("%w: %w", ErrBusy, err)
@@ -233,10 +232,6 @@ func (tx *Tx) getIn(ks *keyspace, key []byte) ([]byte, error) {
 	return v, tx.fail(err)
 }
 
-// testHookAfterLookup, if set, runs between a read's index lookup and its
-// chain walk (tests use it to commit an update in that window).
-var testHookAfterLookup func()
-
 func (tx *Tx) get(ks *keyspace, key []byte) ([]byte, error) {
 	// The snapshot first: an index entry read after it is at least as new
 	// as the snapshot, so the walk from it reaches the version the snapshot
@@ -247,25 +242,12 @@ func (tx *Tx) get(ks *keyspace, key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	tid, found, err := ks.tree.Lookup(key)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		return nil, ErrNotFound
-	}
-	if testHookAfterLookup != nil {
-		testHookAfterLookup()
-	}
-	v, _, ok, err := ks.heap.Get(tid, key, snap, nil)
+	v, ok, err := ks.t.Get(key, snap, nil)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, ErrNotFound
-	}
-	if v == nil {
-		v = []byte{}
 	}
 	return v, nil
 }
@@ -284,7 +266,7 @@ func (tx *Tx) putIn(ks *keyspace, key, value []byte) error {
 		return err
 	}
 	defer tx.end()
-	return tx.fail(tx.put(ks, key, value, false))
+	return tx.fail(tx.put(ks, key, value))
 }
 
 // Delete removes key. Deleting an absent key is not an error.
@@ -318,202 +300,45 @@ func (tx *Tx) getForUpdateIn(ks *keyspace, key []byte) ([]byte, error) {
 	return v, tx.fail(err)
 }
 
-// writeTarget is the row a writer found: the index entry's TID, the
-// newest version that did not abort, and the writer's verdict on it.
-type writeTarget struct {
-	indexTID base.TID // what the B+tree points at
-	version  txn.Version
-	tid      base.TID // the newest non-aborted version; InvalidTID if none
-	live     bool     // the snapshot sees it, not deleted
-}
-
-// testHookAfterNewest, if set, runs in acquire between Newest and
-// CheckWrite (tests use it to end the version's inserter in that window).
-var testHookAfterNewest func()
-
-// acquire finds key's newest version and waits until no other running
-// transaction holds it. Under Repeatable Read a change committed after the
-// snapshot is ErrSerialization; under Read Committed the next attempt
-// takes a new snapshot and goes ahead.
-func (tx *Tx) acquire(ks *keyspace, key []byte) (found bool, w writeTarget, err error) {
-	for {
-		if err := tx.ctx.Err(); err != nil {
-			return false, w, err
-		}
-		snap, err := tx.snapshot()
-		if err != nil {
-			return false, w, err
-		}
-		indexTID, found, err := ks.tree.Lookup(key)
-		if err != nil || !found {
-			return false, w, err
-		}
-		v, tid, ok, err := ks.heap.Newest(indexTID, key)
-		if err != nil {
-			return false, w, err
-		}
-		w = writeTarget{indexTID: indexTID, tid: base.InvalidTID}
-		if !ok {
-			return true, w, nil // every version aborted: the key is free
-		}
-		if testHookAfterNewest != nil {
-			testHookAfterNewest()
-		}
-		check, waitFor, hints, err := txn.CheckWrite(v, snap, tx.db.txm)
-		if err != nil {
-			return false, w, err
-		}
-		switch check {
-		case txn.WriteOK:
-			if (v.Mask|hints)&txn.XMinInvalid != 0 {
-				// v's inserter aborted after Newest passed it: v is not
-				// the row, the version below it is (Newest skips v now).
-				// Judged, v would read as a missing row.
-				continue
-			}
-		case txn.WriteWait:
-			if err := tx.t.Wait(tx.ctx, waitFor); err != nil {
-				return false, w, err
-			}
-			continue
-		case txn.WriteConflict:
-			if tx.opts.Isolation == ReadCommitted {
-				// The next snapshot sees the commit once the committer has
-				// left the ProcArray; its xid lock goes after that.
-				if err := tx.t.Wait(tx.ctx, waitFor); err != nil {
-					return false, w, err
-				}
-				continue
-			}
-			return false, w, fmt.Errorf("%w: key %q", ErrSerialization, truncKey(key))
-		}
-		inserted, deleted, _, err := txn.Judge(v, snap, tx.db.txm)
-		if err != nil {
-			return false, w, err
-		}
-		w.version, w.tid, w.live = v, tid, inserted && !deleted
-		return true, w, nil
-	}
+// writer is tx as the table layer needs it for a write: its snapshot
+// rule and its lock waits.
+func (tx *Tx) writer() *table.Writer {
+	return &table.Writer{Ctx: tx.ctx, Tx: tx.t, Snapshot: tx.snapshot, ReadCommitted: tx.opts.Isolation == ReadCommitted}
 }
 
 // put writes a new version of key.
-func (tx *Tx) put(ks *keyspace, key, value []byte, _ bool) error {
-	xid, err := tx.t.WriteXID()
-	if err != nil {
-		return err
-	}
-	for {
-		found, w, err := tx.acquire(ks, key)
-		if err != nil {
-			return err
-		}
-		if !found {
-			tid, err := ks.heap.Insert(xid, key, value, base.InvalidTID)
-			if err != nil {
-				return err
-			}
-			c := tx.countsFor(ks)
-			c.versions++
-			if _, inserted, err := ks.tree.Insert(key, tid); err != nil || inserted {
-				if inserted {
-					c.inserted++
-				}
-				return err
-			}
-			// A concurrent writer indexed the key first: our version is
-			// garbage; mark it deleted by us and look again.
-			if err := ks.heap.SetXmax(tid, key, txn.Version{}, xid, false); err != nil {
-				return err
-			}
-			continue
-		}
-		if w.live {
-			// Claim the row: mark the current version replaced by us.
-			err := ks.heap.SetXmax(w.tid, key, w.version, xid, false)
-			if errors.Is(err, heap.ErrXmaxChanged) {
-				continue // another writer got there first
-			}
-			if err != nil {
-				return err
-			}
-		}
-		prev := w.tid
-		tid, err := ks.heap.Insert(xid, key, value, prev)
-		if err != nil {
-			return err
-		}
+func (tx *Tx) put(ks *keyspace, key, value []byte) error {
+	ch, err := ks.t.Put(tx.writer(), key, value)
+	if ch.Versions > 0 {
 		c := tx.countsFor(ks)
-		c.versions++
-		ok, err := ks.tree.Repoint(key, w.indexTID, tid)
-		if err != nil || ok {
-			if ok && w.live {
-				c.updated++
-			} else if ok {
-				c.inserted++
-			}
-			return err
+		c.versions += ch.Versions
+		if ch.Inserted {
+			c.inserted++
 		}
-		if err := ks.heap.SetXmax(tid, key, txn.Version{}, xid, false); err != nil {
-			return err
+		if ch.Updated {
+			c.updated++
 		}
 	}
+	return err
 }
 
 // del marks key's current version deleted, reporting whether there was
 // one.
 func (tx *Tx) del(ks *keyspace, key []byte) (bool, error) {
-	xid, err := tx.t.WriteXID()
-	if err != nil {
-		return false, err
+	found, err := ks.t.Delete(tx.writer(), key)
+	if found {
+		tx.countsFor(ks).deleted++
 	}
-	for {
-		found, w, err := tx.acquire(ks, key)
-		if err != nil || !found || !w.live {
-			return false, err
-		}
-		err = ks.heap.SetXmax(w.tid, key, w.version, xid, false)
-		if errors.Is(err, heap.ErrXmaxChanged) {
-			continue
-		}
-		if err == nil {
-			tx.countsFor(ks).deleted++
-		}
-		return err == nil, err
-	}
+	return found, err
 }
 
 // lockRow locks key's current version and returns its value.
 func (tx *Tx) lockRow(ks *keyspace, key []byte) ([]byte, error) {
-	xid, err := tx.t.WriteXID()
-	if err != nil {
-		return nil, err
+	v, found, err := ks.t.LockRow(tx.writer(), key)
+	if err == nil && !found {
+		err = ErrNotFound
 	}
-	for {
-		found, w, err := tx.acquire(ks, key)
-		if err != nil {
-			return nil, err
-		}
-		if !found || !w.live {
-			return nil, ErrNotFound
-		}
-		if w.version.XMax != xid {
-			err = ks.heap.SetXmax(w.tid, key, w.version, xid, true)
-			if errors.Is(err, heap.ErrXmaxChanged) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-		t, err := ks.heap.Fetch(w.tid)
-		if err != nil {
-			return nil, err
-		}
-		if t.Value == nil {
-			t.Value = []byte{}
-		}
-		return t.Value, nil
-	}
+	return v, err
 }
 
 func truncKey(k []byte) []byte {
