@@ -9,10 +9,11 @@
 // exactly those; a file is registered after its write returns, so a
 // concurrent fsync can never clear the registration of a write it did not
 // cover. Dropping a relation forgets its fsync request; a checkpoint that
-// took the file before the drop ignores its failed fsync, since nothing of a
-// dropped relation needs to be durable. It creates a relation's file only when the file system says it does
-// not exist (fs.ErrNotExist); any other error is returned, because creating
-// over an existing file would truncate it.
+// took the file before the drop ignores its failed fsync, since nothing of
+// a dropped relation needs to be durable. It creates a relation's file only
+// when the file system says it does not exist (fs.ErrNotExist); any other
+// error is returned, because creating over an existing file would truncate
+// it.
 //
 // Pool caches pages of those files in one slab of SharedBuffers bytes mapped
 // outside the Go heap (anonymous mmap, transparent huge pages requested), so
@@ -33,11 +34,14 @@
 // writers (a buffer changing its page) hold the partition mutex. See
 // mapping.go.
 //
+// # Formats
+//
 // Every page starts with the common header drawn in page.go: page LSN,
 // checksum, flags, lower/upper/special, layout version. The checksum is
 // computed on a private copy as the page is written and checked as it is
 // read; a mismatch is an error wrapping base.ErrCorrupt that names the
-// relation and block, never a silent repair.
+// relation and block, never a silent repair. A relation file is nothing
+// but its pages, BlockSize each, block n at offset n*BlockSize.
 //
 // # Rules
 //
@@ -122,4 +126,18 @@
 // full), and an array of 12 bytes per buffer for
 // the checkpoint's sort, allocated once. Nothing grows with the size of the
 // data.
+//
+// # Departures from PostgreSQL
+//
+//   - The mapping table is read without a lock (pin, then check the tag);
+//     PostgreSQL takes the partition's LWLock in share mode.
+//   - The checksum is CRC-32C over the block number and the page;
+//     PostgreSQL's is FNV-1a based. Both catch a page written to the wrong
+//     block.
+//   - The slab is an anonymous mmap of the Go process rather than a
+//     shared-memory segment between processes: one process, many
+//     goroutines.
+//   - A checkpoint writes its buffers as fast as it can: Checkpoint takes a
+//     progress function for checkpoint_completion_target pacing, but the
+//     WAL's checkpointer passes one that does not wait.
 package pagecache
