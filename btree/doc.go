@@ -3,7 +3,7 @@
 // §7). It is a Lehman-Yao tree in the manner of PostgreSQL's nbtree
 // (src/backend/access/nbtree/README), on the shared buffer pool and the WAL.
 //
-// # The algorithm
+// # Structure
 //
 // The tree follows P. L. Lehman and S. B. Yao, "Efficient Locking for
 // Concurrent Operations on B-Trees", ACM TODS 6(4), 1981. Every page carries
@@ -25,7 +25,45 @@
 // check and the compare-and-swap operations simple: they are decided under
 // that leaf's exclusive latch.
 //
-// # Page layout
+// Splits. A leaf that has no room for an insert splits. The items, the new
+// one included, are divided by bytes so that both halves are about equally
+// full; when the insert appends at the right end of the rightmost leaf (an
+// ascending load) the left page keeps 90% instead (70% for internal pages),
+// as PostgreSQL does. The separator is the shortest prefix of the right
+// page's first key that is above the left page's last key (suffix
+// truncation), so internal pages hold short keys. The left page takes the
+// separator as its high key; the right page takes the old high key and
+// right-link. The parent receives (separator, right page) just after the
+// downlink of the page that split, found again by moving right from the page
+// the descent passed; a full parent splits the same way, its middle key
+// moving up and staying on the right page as minus infinity. A split of the
+// root makes a new root with two downlinks and points the metapage at it.
+// Seven maximum-size items fit a page, so each half of a split holds at
+// least three.
+//
+// WAL and crashes. The record kinds are listed in wal.go. Redo fetches pages
+// through the buffer pool's LockForRedo, which first grows the relation file
+// to cover the block, so a page rebuilt earlier in the same recovery is
+// found in the pool and Extend never hands out a block redo used. Inserts,
+// deletes and repoints of a leaf log a small operation that redo re-executes
+// with the same code (applyOp), or a full-page image when the page has not
+// been logged since the checkpoint's redo point (xlog's full-page-write
+// rule). A split logs one record whose block references are all the pages it
+// changed: the new pages as full images, the others as generic deltas from
+// their old contents, or as images after a checkpoint. Redo replays a record
+// entirely or, if the record was torn or lost, not at all; since a page
+// reaches the disk only after the WAL covering its LSN (WAL before data),
+// the pages on disk never reflect a lost record. So after a crash the tree
+// is one the running system had between two records, never one with half a
+// split: there is nothing for recovery to complete and no incomplete-split
+// state for readers to handle. The price is that a split's latches, up to
+// the top of its cascade, are held while the parent levels are latched and
+// for one WAL insert, and that a split record is larger than PostgreSQL's
+// (which logs the left page's and right page's items and the downlink in
+// separate records); splits are rare next to inserts, and the crash story is
+// simpler.
+//
+// # Formats
 //
 // Drawn in page.go: the common pagecache header, line pointers in key
 // order, the items packed at the end of the page, and 16 bytes of special
@@ -108,63 +146,16 @@
 // after those: a WAL insert is made with latches held, never the other way
 // round.
 //
-// # Splits
+// # Memory
 //
-// A leaf that has no room for an insert splits. The items, the new one
-// included, are divided by bytes so that both halves are about equally
-// full; when the insert appends at the right end of the rightmost leaf (an
-// ascending load) the left page keeps 90% instead (70% for internal pages),
-// as PostgreSQL does. The separator is the shortest prefix of the right
-// page's first key that is above the left page's last key (suffix
-// truncation), so internal pages hold short keys. The left page takes the
-// separator as its high key; the right page takes the old high key and
-// right-link. The parent receives (separator, right page) just after the
-// downlink of the page that split, found again by moving right from the
-// page the descent passed; a full parent splits the same way, its middle
-// key moving up and staying on the right page as minus infinity. A split of
-// the root makes a new root with two downlinks and points the metapage at
-// it. Seven maximum-size items fit a page, so each half of a split holds at
-// least three.
+// A Tree holds a few words. A descent holds one pin; a split holds at most
+// three pins per level plus two, and builds the new page contents in
+// private 8 KiB buffers until it logs them. An Iterator holds no pin
+// between calls and buffers at most one leaf's worth of keys.
 //
-// # WAL and crashes
+// # Departures from PostgreSQL
 //
-// The record kinds are listed in wal.go. Redo fetches pages through the
-// buffer pool's LockForRedo, which first grows the relation file to cover
-// the block, so a page rebuilt earlier in the same recovery is found in the
-// pool and Extend never hands out a block redo used. Inserts, deletes and repoints of a
-// leaf log a small operation that redo re-executes with the same code
-// (applyOp), or a full-page image when the page has not been logged since
-// the checkpoint's redo point (xlog's full-page-write rule). A split logs one
-// record whose block references are all the pages it changed: the new pages
-// as full images, the others as generic deltas from their old contents, or
-// as images after a checkpoint. Redo replays a record entirely or, if the
-// record was torn or lost, not at all; since a page reaches the disk only
-// after the WAL covering its LSN (WAL before data), the pages on disk never
-// reflect a lost record. So after a crash the tree is one the running
-// system had between two records, never one with half a split: there is
-// nothing for recovery to complete and no incomplete-split state for
-// readers to handle. The price is that a split's latches, up to the top of
-// its cascade, are held while the parent levels are latched and for one
-// WAL insert, and that a split record is larger than PostgreSQL's (which
-// logs the left page's and right page's items and the downlink in separate
-// records); splits are rare next to inserts, and the crash story is simpler.
-//
-// # Where this departs from Lehman-Yao
-//
-//   - Keys are unique, so the paper's problem of equal keys spanning pages
-//     does not arise; a separator s bounds [.., s) on the left and [s, ..)
-//     on the right.
-//   - The paper lets a writer hold at most three latches and releases the
-//     split page before latching the parent. Here a split keeps the whole
-//     cascade latched until its single WAL record is in (rule 5), for the
-//     crash story above.
-//   - Leaves (and all levels) have left-links for backward scans, which the
-//     paper does not have; they are kept right under the split's latches.
-//   - Readers take share latches (the paper's readers take none, relying on
-//     atomic page reads); a page is read from a shared buffer that changes in
-//     place.
-//
-// # Where this departs from PostgreSQL's nbtree
+// From PostgreSQL's nbtree:
 //
 //   - No incomplete-split flag and no separate insertion of the downlink
 //     (PostgreSQL's INCOMPLETE_SPLIT and _bt_finish_split): the whole
@@ -186,10 +177,18 @@
 //   - The tree is not transactional by itself: records carry no xid, and
 //     visibility is the heap's business.
 //
-// # Memory
+// From the Lehman-Yao paper:
 //
-// A Tree holds a few words. A descent holds one pin; a split holds at most
-// three pins per level plus two, and builds the new page contents in
-// private 8 KiB buffers until it logs them. An Iterator holds no pin
-// between calls and buffers at most one leaf's worth of keys.
+//   - Keys are unique, so the paper's problem of equal keys spanning pages
+//     does not arise; a separator s bounds [.., s) on the left and [s, ..)
+//     on the right.
+//   - The paper lets a writer hold at most three latches and releases the
+//     split page before latching the parent. Here a split keeps the whole
+//     cascade latched until its single WAL record is in (rule 5), for the
+//     crash story above.
+//   - Leaves (and all levels) have left-links for backward scans, which the
+//     paper does not have; they are kept right under the split's latches.
+//   - Readers take share latches (the paper's readers take none, relying on
+//     atomic page reads); a page is read from a shared buffer that changes in
+//     place.
 package btree
