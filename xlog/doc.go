@@ -6,38 +6,12 @@
 // xlogreader.c, xlogrecovery.c and the README beside them); where it departs,
 // this text says so.
 //
-// # Records and LSNs
+// # Structure
 //
-// An LSN is a byte position in one endless WAL stream (base.LSN). Records
-// lie back to back in the stream, each starting at a multiple of 8:
+// An LSN is a byte position in one endless WAL stream (base.LSN); the record
+// format is under Formats below.
 //
-//	+--------+-------+-----+------+------+----+------+-------+----------+---------+---------+
-//	|tot_len |  crc  | xid | prev | rmid |info|nblock|paylen | block ref| block ref| payload |
-//	|  u32   |  u32  | u64 | u64  |  u8  | u8 | u16  |  u32  |  ...     |  ...     |         |
-//	+--------+-------+-----+------+------+----+------+-------+----------+---------+---------+
-//	 \______________ 32-byte header ____________________/
-//
-// (record.go draws the header and the block reference in full.) A block
-// reference names a page (relation, block) and carries a full-page image,
-// a generic page delta (the byte ranges that changed), or the resource
-// manager's own operation data. The CRC-32C covers the body and then the
-// header, so the body's part can be computed before the record has a place.
-//
-// A record's end LSN is where the next record starts. A page changed by a
-// record carries the record's END LSN (PostgreSQL's EndRecPtr), so "the WAL
-// is flushed up to the page LSN" means "the record is durable".
-//
-// There are no WAL page headers. PostgreSQL puts a header on every 8 KiB WAL
-// page so that its reader can tell a page of this segment from a stale page
-// of a recycled one (xlp_pageaddr). Here every record carries the absolute
-// LSN of its predecessor (prev) and a CRC: stale bytes left in a recycled
-// segment were written at another address, so their prev links point at
-// positions that are not the start of the record before them, and the reader
-// stops there. Records therefore cross segment boundaries and ring wrap
-// freely, with no continuation records.
-//
-// # Insertion (Insert)
-//
+// Insertion (Insert):
 //  1. Assemble the record outside any lock, against the current redo pointer
 //     (see the full-page-write rule below).
 //  2. Take one of 8 insertion slots (PostgreSQL's NUM_XLOGINSERT_LOCKS). An
@@ -60,40 +34,35 @@
 // slots inserting below its own LSN (WaitXLogInsertionsToFinish) and then
 // writes whatever else is already complete.
 //
-// # Group commit (Flush)
+// Group commit (Flush). Flush(lsn) returns at once if the log is durable up
+// to lsn. Otherwise it waits for the insertions below lsn; then, if another
+// Flush is writing, it waits for that one to finish (flushMu's done channel,
+// closed by the leader, wakes every waiter at once) and looks again; if none
+// is, it becomes the leader: it takes writeMu (WALWriteLock) and writes and
+// fsyncs everything complete in the ring, so every commit inserted meanwhile
+// rides on its fsync. With CommitDelay set, the flusher sleeps that long
+// before writing if at least CommitSiblings transactions are active, so that
+// more commits join. FlushCommit with SynchronousCommit off only notes the
+// LSN; the WAL writer goroutine flushes every WALWriterDelay, or at once
+// when 1 MB of such commits is unflushed (wal_writer_flush_after). A crash
+// may lose such commits, never corrupt: pages still obey their LSNs.
 //
-// Flush(lsn) returns at once if the log is durable up to lsn. Otherwise it
-// waits for the insertions below lsn; then, if another Flush is writing, it
-// waits for that one to finish (flushMu's done channel, closed by the
-// leader, wakes every waiter at once) and looks again; if none is, it
-// becomes the leader: it takes writeMu (WALWriteLock) and writes and fsyncs
-// everything complete in the ring, so every commit inserted meanwhile rides
-// on its fsync. With CommitDelay
-// set, the flusher sleeps that long before writing if at least
-// CommitSiblings transactions are active, so that more commits join.
-// FlushCommit with SynchronousCommit off only notes the LSN; the WAL writer
-// goroutine flushes every WALWriterDelay, or at once when 1 MB of such
-// commits is unflushed (wal_writer_flush_after). A crash may lose such
-// commits, never corrupt: pages still obey their LSNs.
+// Segments and recycling. The stream is cut into SegmentSize files,
+// DIR/wal/%016X by segment number; segment n holds [n*size, (n+1)*size), and
+// the stream starts at segment 1 so that LSN 0 stays invalid. A segment is
+// created whole before use: written with zeros under a temporary name,
+// fsynced, renamed, and the directory fsynced; the WAL writer creates the
+// next one ahead of need. A checkpoint renames segments wholly below its
+// redo point to future numbers (keeping about MaxWALSize of them) and
+// removes the rest.
 //
-// # Segments and recycling
-//
-// The stream is cut into SegmentSize files, DIR/wal/%016X by segment
-// number; segment n holds [n*size, (n+1)*size), and the stream starts at
-// segment 1 so that LSN 0 stays invalid. A segment is created whole before
-// use: written with zeros under a temporary name, fsynced, renamed, and the
-// directory fsynced; the WAL writer creates the next one ahead of need. A
-// checkpoint renames segments wholly below its redo point to future numbers
-// (keeping about MaxWALSize of them) and removes the rest.
-//
-// # Recovery and the torn-tail rule
-//
-// Recovery reads from the redo LSN in the control file. The reader accepts a
-// record when its length is possible, its CRC matches and its prev link is
-// the start of the record before it. The first record that fails ends the
-// reading. Whether that is the end of the log (a torn or stale tail, cut off
-// there: ReadEnd says where, why and how many bytes were dropped) or
-// corruption depends on where the log must reach.
+// Recovery and the torn-tail rule. Recovery reads from the redo LSN in the
+// control file. The reader accepts a record when its length is possible, its
+// CRC matches and its prev link is the start of the record before it. The
+// first record that fails ends the reading. Whether that is the end of the
+// log (a torn or stale tail, cut off there: ReadEnd says where, why and how
+// many bytes were dropped) or corruption depends on where the log must
+// reach.
 //
 // MustReach, in the control file, is a lower bound of how far the log is
 // durable: every WAL byte below it was fsynced before the control file said
@@ -144,18 +113,50 @@
 // missing segment or past the bound of rule 8 is refused unread, so no
 // garbage length makes recovery allocate or read more than was written.
 //
-// # The full-page-write rule
+// The full-page-write rule. A torn data page cannot be repaired by a delta.
+// So, with FullPageWrites on, the first change of a page after the redo
+// point of the current checkpoint logs the whole page (minus the free-space
+// hole between pd_lower and pd_upper, compressed with s2 or zstd if
+// WALCompression says so and that is smaller). The caller hands in the page
+// before and after the change (RecordBuilder.Page, PageOp) and xlog decides:
+// an image if the page's LSN is at or below the redo pointer, else a delta
+// or the operation data. A checkpoint may fix a new redo pointer between
+// assembly and reservation; the reservation re-checks under insertMu and, if
+// the record has a page at or below the new pointer without an image,
+// assembles it again.
 //
-// A torn data page cannot be repaired by a delta. So, with FullPageWrites
-// on, the first change of a page after the redo point of the current
-// checkpoint logs the whole page (minus the free-space hole between pd_lower
-// and pd_upper, compressed with s2 or zstd if WALCompression says so and
-// that is smaller). The caller hands in the page before and after the change
-// (RecordBuilder.Page, PageOp) and xlog decides: an image if the page's LSN
-// is at or below the redo pointer, else a delta or the operation data. A
-// checkpoint may fix a new redo pointer between assembly and reservation;
-// the reservation re-checks under insertMu and, if the record has a page at
-// or below the new pointer without an image, assembles it again.
+// # Formats
+//
+// An LSN is a byte position in one endless WAL stream (base.LSN). Records
+// lie back to back in the stream, each starting at a multiple of 8:
+//
+//	+--------+-------+-----+------+------+----+------+-------+----------+---------+---------+
+//	|tot_len |  crc  | xid | prev | rmid |info|nblock|paylen | block ref| block ref| payload |
+//	|  u32   |  u32  | u64 | u64  |  u8  | u8 | u16  |  u32  |  ...     |  ...     |         |
+//	+--------+-------+-----+------+------+----+------+-------+----------+---------+---------+
+//	 \______________ 32-byte header ____________________/
+//
+// (record.go draws the header and the block reference in full.) A block
+// reference names a page (relation, block) and carries a full-page image,
+// a generic page delta (the byte ranges that changed), or the resource
+// manager's own operation data. The CRC-32C covers the body and then the
+// header, so the body's part can be computed before the record has a place.
+//
+// A record's end LSN is where the next record starts. A page changed by a
+// record carries the record's END LSN (PostgreSQL's EndRecPtr), so "the WAL
+// is flushed up to the page LSN" means "the record is durable".
+//
+// There are no WAL page headers. PostgreSQL puts a header on every 8 KiB WAL
+// page so that its reader can tell a page of this segment from a stale page
+// of a recycled one (xlp_pageaddr). Here every record carries the absolute
+// LSN of its predecessor (prev) and a CRC: stale bytes left in a recycled
+// segment were written at another address, so their prev links point at
+// positions that are not the start of the record before them, and the reader
+// stops there. Records therefore cross segment boundaries and ring wrap
+// freely, with no continuation records.
+//
+// The control file (DIR/control) is drawn in control.go; segments are
+// DIR/wal/%016X by segment number (above).
 //
 // # Rules
 //
