@@ -5,7 +5,7 @@
 //	defer db.Close()
 //	err = db.Update(ctx, func(tx *kv.Tx) error { return tx.Put(k, v) })
 //
-// # How the pieces fit
+// # Structure
 //
 // Open wires the subsystems, bottom up: the shared buffer pool
 // (pagecache) over the relation files, the write-ahead log (xlog) whose
@@ -23,8 +23,6 @@
 // their relations, so creating and dropping keyspaces is transactional;
 // the default keyspace is 3 and 4.
 //
-// # Reads and writes
-//
 // Every operation on a keyspace's pair of relations (a read's chain walk,
 // a write's wait for the row's holder, the claim of its xmax, the index
 // repoint) is package table's; its doc.go lists the rules. kv decides
@@ -41,7 +39,14 @@
 // the keyspace errors and validation errors (empty or oversized key or
 // value, checked before anything changes) leave the transaction as it was.
 //
-// # Files
+// # Formats
+//
+// The files of the data directory are listed in DESIGN.md §2. This package
+// owns three: DIR/format (drawn in datadir.go), DIR/creating, and
+// DIR/heapkv.conf (PostgreSQL's syntax, settings.go); the catalog's entries
+// are drawn in catalog.go.
+//
+// # Rules
 //
 // DIR/creating is written before any other engine file when a directory is
 // created and removed after DIR/format, which is written last. Open clears
@@ -52,8 +57,6 @@
 // directory (flock); relation files that no committed or prepared catalog
 // entry names (a dropped keyspace, or a create whose transaction aborted)
 // are removed at Open.
-//
-// # The fatal state
 //
 // One base.Halt per open database is handed to the buffer pool, the WAL and
 // the transaction manager. A failed fsync of the WAL, the CLOG or a data
@@ -68,11 +71,35 @@
 // the log the same way (xlog.Log.Abandon): it never checkpoints a state it
 // did not finish recovering.
 //
-// # Concurrency
+// # Lock order
 //
 // A DB is safe for concurrent use; a Tx and its Iterators belong to one
 // goroutine. Close waits for calls in progress (every call holds
 // DB.closeMu in share mode while it runs) and then refuses new ones with
-// ErrClosed. Lock order below this package: see table, then heap and
-// btree, txn, xlog and pagecache.
+// ErrClosed. DB.ksMu guards the map of open keyspaces; under it only a
+// keyspace's relations are opened, and at Close their free space maps
+// saved. Lock order
+// below this package: see table, then heap and btree, txn, xlog and
+// pagecache.
+//
+// # Memory
+//
+// A DB holds its settings, one handle per keyspace opened since Open, and
+// the counters of Stats; the buffers are the subsystems' (shared_buffers,
+// wal_buffers, transaction_buffers). A Tx holds its snapshot (as long as
+// the list of running transactions) and a count per keyspace it wrote; an
+// Iterator holds its own copy of the snapshot and one leaf's batch of keys.
+// Values returned are copies the caller owns.
+//
+// # Departures from PostgreSQL
+//
+//   - Keyspaces instead of tables: a keyspace is one key-value relation with
+//     its index, created and dropped transactionally through the catalog.
+//   - Update and View retry serialization failures and deadlocks
+//     themselves, a bounded number of times, with backoff.
+//   - A statement's failure rolls the transaction back at once (PostgreSQL
+//     also releases its locks at once, but keeps the transaction block
+//     until ROLLBACK, which is what ErrTxAborted stands for).
+//   - Prepare with a gid in use leaves the transaction usable (PostgreSQL
+//     aborts it).
 package kv
