@@ -125,24 +125,24 @@ func TestVersionChain(t *testing.T) {
 		ownPresent, ownValue := present, cur
 		switch op {
 		case "delete":
-			mustSetXmax(t, e.h, vt, key, v, xid, false)
+			mustSetXmax(t, e.h, vt, key, v, xid, XmaxDelete)
 			ownPresent, ownValue = false, nil
 		case "lock":
-			mustSetXmax(t, e.h, vt, key, v, xid, true)
+			mustSetXmax(t, e.h, vt, key, v, xid, XmaxLockOnly)
 			// A second writer now finds the row locked by a running xid.
 			if w, wx, _, _ := txn.CheckWrite(versionAt(t, e.h, vt), snapAll(), e.clog); w != txn.WriteWait || wx != xid {
 				t.Fatalf("seed %d: write %d: row locked by %d: CheckWrite = %v %d", seed, i, xid, w, wx)
 			}
 			// And SetXmax against the stale xmax fails.
-			if err := e.h.SetXmax(vt, key, v, xid+1000, false); !errors.Is(err, ErrXmaxChanged) {
+			if err := e.h.SetXmax(vt, key, v, xid+1000, XmaxDelete); !errors.Is(err, ErrXmaxChanged) {
 				t.Fatalf("seed %d: write %d: SetXmax with a stale xmax: %v", seed, i, err)
 			}
 		case "lock+update", "update":
 			if op == "lock+update" {
-				mustSetXmax(t, e.h, vt, key, v, xid, true)
+				mustSetXmax(t, e.h, vt, key, v, xid, XmaxLockOnly)
 				v.XMax, v.Mask = xid, v.Mask&^txn.XMaxCommitted&^txn.XMaxInvalid|txn.XMaxLockOnly
 			}
-			mustSetXmax(t, e.h, vt, key, v, xid, false)
+			mustSetXmax(t, e.h, vt, key, v, xid, XmaxDelete)
 			fallthrough
 		case "insert":
 			prev := base.InvalidTID
@@ -196,10 +196,10 @@ func TestVersionChain(t *testing.T) {
 	t.Logf("%d snapshots checked; stats %+v", len(checks), st)
 }
 
-func mustSetXmax(t *testing.T, h *Heap, tid base.TID, key []byte, expect txn.Version, xid base.XID, lockOnly bool) {
+func mustSetXmax(t *testing.T, h *Heap, tid base.TID, key []byte, expect txn.Version, xid base.XID, mode XmaxMode) {
 	t.Helper()
-	if err := h.SetXmax(tid, key, expect, xid, lockOnly); err != nil {
-		t.Fatalf("SetXmax(%v, expect %v, xid %d, lock %v): %v", tid, expect, xid, lockOnly, err)
+	if err := h.SetXmax(tid, key, expect, xid, mode); err != nil {
+		t.Fatalf("SetXmax(%v, expect %v, xid %d, mode %v): %v", tid, expect, xid, mode, err)
 	}
 }
 
@@ -229,11 +229,11 @@ func TestSetXmaxExpectsLockOnlyBit(t *testing.T) {
 	}
 	c.set(ins, txn.Committed, true)
 	locker := c.newXID()
-	mustSetXmax(t, e.h, tid, key, txn.Version{}, locker, true)
+	mustSetXmax(t, e.h, tid, key, txn.Version{}, locker, XmaxLockOnly)
 	judged := txn.Version{XMin: ins, XMax: locker, Mask: txn.XMaxLockOnly} // what a second writer read
-	mustSetXmax(t, e.h, tid, key, judged, locker, false)                   // the locker updates
+	mustSetXmax(t, e.h, tid, key, judged, locker, XmaxDelete)              // the locker updates
 	c.set(locker, txn.Committed, true)
-	if err := e.h.SetXmax(tid, key, judged, c.newXID(), true); !errors.Is(err, ErrXmaxChanged) {
+	if err := e.h.SetXmax(tid, key, judged, c.newXID(), XmaxLockOnly); !errors.Is(err, ErrXmaxChanged) {
 		t.Fatalf("SetXmax with a stale lock-only expectation: %v, want ErrXmaxChanged", err)
 	}
 }

@@ -209,14 +209,35 @@ func checkKey(key []byte) error {
 	return nil
 }
 
+// XmaxMode says what SetXmax records in a version's xmax.
+type XmaxMode int8
+
+const (
+	// XmaxDelete marks the version deleted, or replaced by an update.
+	XmaxDelete XmaxMode = iota
+	// XmaxLockOnly marks the version locked (a row lock): it stays
+	// current, and the xmax only makes writers wait (XMaxLockOnly).
+	XmaxLockOnly
+)
+
+func (m XmaxMode) String() string {
+	switch m {
+	case XmaxDelete:
+		return "delete"
+	case XmaxLockOnly:
+		return "lock only"
+	}
+	return "XmaxMode(" + strconv.Itoa(int(m)) + ")"
+}
+
 // SetXmax marks the version of key at tid deleted by xid, or, with
-// lockOnly, locked by it (a row lock: the version stays current). expect
+// XmaxLockOnly, locked by it (a row lock: the version stays current). expect
 // is the Version the caller judged (txn.CheckWrite on the Version from
 // Newest): if the tuple's xmax or its lock-only bit is no longer that, another
 // writer got there first and SetXmax returns ErrXmaxChanged without
 // changing anything. The check and the change happen under the page's
 // exclusive lock, so two writers cannot both succeed.
-func (h *Heap) SetXmax(tid base.TID, key []byte, expect txn.Version, xid base.XID, lockOnly bool) error {
+func (h *Heap) SetXmax(tid base.TID, key []byte, expect txn.Version, xid base.XID, mode XmaxMode) error {
 	b, err := h.pool.ReadBuffer(h.rel, tid.Block, pagecache.ReadNormal, nil)
 	if errors.Is(err, pagecache.ErrBlockOutOfRange) {
 		return fmt.Errorf("heap: relation %d: set xmax of %v: %w", h.rel, tid, ErrNoTuple)
@@ -245,6 +266,7 @@ func (h *Heap) SetXmax(tid base.TID, key []byte, expect txn.Version, xid base.XI
 		return fmt.Errorf("heap: relation %d: set xmax of %v to %d: found %d (lock only %v), expected %d: %w",
 			h.rel, tid, xid, hdr.xmax, lockedOnly, expect.XMax, ErrXmaxChanged)
 	}
+	lockOnly := mode == XmaxLockOnly
 	c := h.begin(b)
 	setXmaxLocked(p, off, xid, lockOnly)
 	return c.commit(infoSetXmax, xid, encodeSetXmax(int(tid.Offset), xid, lockOnly))

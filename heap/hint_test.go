@@ -21,7 +21,7 @@ func maskOf(t *testing.T, h *Heap, tid base.TID) txn.Infomask {
 func pageLSN(t *testing.T, e *env, blk base.BlockNum) base.LSN {
 	t.Helper()
 	var lsn base.LSN
-	if err := e.pool.WithPage(testRel, blk, false, func(p pagecache.Page) (bool, error) {
+	if err := e.pool.WithPage(testRel, blk, pagecache.Shared, func(p pagecache.Page) (bool, error) {
 		lsn = p.LSN()
 		return false, nil
 	}); err != nil {
@@ -162,7 +162,7 @@ func TestHintBits(t *testing.T) {
 
 	// XMaxCommitted after a durable delete; the deleted row is gone.
 	xe := c.newXID()
-	if err := e.h.SetXmax(ta, []byte("a"), txn.Version{}, xe, false); err != nil {
+	if err := e.h.SetXmax(ta, []byte("a"), txn.Version{}, xe, XmaxDelete); err != nil {
 		t.Fatal(err)
 	}
 	c.set(xe, txn.Committed, true)

@@ -87,7 +87,7 @@ func TestConcurrentReadWrite(t *testing.T) {
 				var value []byte
 				deleted := present && rng.IntN(5) == 0
 				if present {
-					if err := e.h.SetXmax(vt, key, v, xid, false); err != nil {
+					if err := e.h.SetXmax(vt, key, v, xid, XmaxDelete); err != nil {
 						return err
 					}
 				}

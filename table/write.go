@@ -136,14 +136,14 @@ func (t *Table) Put(w *Writer, key, value []byte) (Change, error) {
 			}
 			// A concurrent writer indexed the key first: our version is
 			// garbage; mark it deleted by us and look again.
-			if err := t.heap.SetXmax(tid, key, txn.Version{}, xid, false); err != nil {
+			if err := t.heap.SetXmax(tid, key, txn.Version{}, xid, heap.XmaxDelete); err != nil {
 				return c, err
 			}
 			continue
 		}
 		if tg.live {
 			// Claim the row: mark the current version replaced by us.
-			err := t.heap.SetXmax(tg.tid, key, tg.version, xid, false)
+			err := t.heap.SetXmax(tg.tid, key, tg.version, xid, heap.XmaxDelete)
 			if errors.Is(err, heap.ErrXmaxChanged) {
 				continue // another writer got there first
 			}
@@ -162,7 +162,7 @@ func (t *Table) Put(w *Writer, key, value []byte) (Change, error) {
 			c.Inserted = ok && !tg.live
 			return c, err
 		}
-		if err := t.heap.SetXmax(tid, key, txn.Version{}, xid, false); err != nil {
+		if err := t.heap.SetXmax(tid, key, txn.Version{}, xid, heap.XmaxDelete); err != nil {
 			return c, err
 		}
 	}
@@ -180,7 +180,7 @@ func (t *Table) Delete(w *Writer, key []byte) (bool, error) {
 		if err != nil || !found || !tg.live {
 			return false, err
 		}
-		err = t.heap.SetXmax(tg.tid, key, tg.version, xid, false)
+		err = t.heap.SetXmax(tg.tid, key, tg.version, xid, heap.XmaxDelete)
 		if errors.Is(err, heap.ErrXmaxChanged) {
 			continue
 		}
@@ -205,7 +205,7 @@ func (t *Table) LockRow(w *Writer, key []byte) (value []byte, found bool, err er
 			return nil, false, nil
 		}
 		if tg.version.XMax != xid {
-			err = t.heap.SetXmax(tg.tid, key, tg.version, xid, true)
+			err = t.heap.SetXmax(tg.tid, key, tg.version, xid, heap.XmaxLockOnly)
 			if errors.Is(err, heap.ErrXmaxChanged) {
 				continue
 			}
