@@ -45,10 +45,11 @@ func TestVersionChain(t *testing.T) {
 		t.Helper()
 		for _, c := range checks {
 			snap := c.snap
-			got, _, ok, err := e.h.Get(newestTID, key, &snap, nil)
+			f, ok, err := e.h.Get(newestTID, key, &snap, nil)
 			if err != nil {
 				t.Fatalf("seed %d: %s: snapshot %q: %v", seed, when, c.what, err)
 			}
+			got := f.Value
 			if ok != c.present || !bytes.Equal(got, c.value) {
 				t.Fatalf("seed %d: %s: snapshot %q (xmin %d xmax %d xip %v) sees present=%v %d bytes, want present=%v %d bytes",
 					seed, when, c.what, snap.XMin, snap.XMax, snap.XIP, ok, len(got), c.present, len(c.value))
@@ -97,17 +98,18 @@ func TestVersionChain(t *testing.T) {
 		pa.TakeSnapshot(&own, p)
 		own.Cur = xid
 
-		v, vt, ok, err := e.h.Newest(newestTID, key)
+		nf, ok, err := e.h.Newest(newestTID, key)
 		if err != nil {
 			t.Fatalf("seed %d: write %d: Newest: %v", seed, i, err)
 		}
+		v, vt := nf.Version, nf.TID
 		if present && !ok {
 			t.Fatalf("seed %d: write %d: Newest found nothing for a present key", seed, i)
 		}
 		if ok {
-			w, _, _, err := txn.CheckWrite(v, &own, e.clog)
-			if err != nil || w != txn.WriteOK {
-				t.Fatalf("seed %d: write %d: CheckWrite = %v, %v", seed, i, w, err)
+			wv, err := txn.CheckWrite(v, &own, e.clog)
+			if err != nil || wv.Check != txn.WriteOK {
+				t.Fatalf("seed %d: write %d: CheckWrite = %v, %v", seed, i, wv.Check, err)
 			}
 		}
 		op := "insert"
@@ -130,8 +132,8 @@ func TestVersionChain(t *testing.T) {
 		case "lock":
 			mustSetXmax(t, e.h, vt, key, v, xid, XmaxLockOnly)
 			// A second writer now finds the row locked by a running xid.
-			if w, wx, _, _ := txn.CheckWrite(versionAt(t, e.h, vt), snapAll(), e.clog); w != txn.WriteWait || wx != xid {
-				t.Fatalf("seed %d: write %d: row locked by %d: CheckWrite = %v %d", seed, i, xid, w, wx)
+			if wv, _ := txn.CheckWrite(versionAt(t, e.h, vt), snapAll(), e.clog); wv.Check != txn.WriteWait || wv.Holder != xid {
+				t.Fatalf("seed %d: write %d: row locked by %d: CheckWrite = %v %d", seed, i, xid, wv.Check, wv.Holder)
 			}
 			// And SetXmax against the stale xmax fails.
 			if err := e.h.SetXmax(vt, key, v, xid+1000, XmaxDelete); !errors.Is(err, ErrXmaxChanged) {
@@ -157,8 +159,8 @@ func TestVersionChain(t *testing.T) {
 			ownPresent, ownValue = true, val
 		}
 		takeSnap(fmt.Sprintf("while write %d (%s) runs", i, op), cur, present)
-		got, _, gotOK, err := e.h.Get(newestTID, key, &own, nil)
-		if err != nil || gotOK != ownPresent || !bytes.Equal(got, ownValue) {
+		gf, gotOK, err := e.h.Get(newestTID, key, &own, nil)
+		if err != nil || gotOK != ownPresent || !bytes.Equal(gf.Value, ownValue) {
 			t.Fatalf("seed %d: write %d (%s): the writer sees present=%v (%v), want %v", seed, i, op, gotOK, err, ownPresent)
 		}
 

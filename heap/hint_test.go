@@ -78,7 +78,7 @@ func TestHintBits(t *testing.T) {
 		return xid, tid
 	}
 	get := func(tid base.TID, key string) bool {
-		_, _, ok, err := e.h.Get(tid, []byte(key), snapAll(), nil)
+		_, ok, err := e.h.Get(tid, []byte(key), snapAll(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -215,9 +215,9 @@ func TestToastUsesRings(t *testing.T) {
 	if n := cached(); n < int(hot)-2 {
 		t.Fatalf("writing 16 MiB through a 256-page pool evicted %d of %d hot pages", int(hot)-n, hot)
 	}
-	got, _, ok, err := e.h.Get(tid, []byte("big"), snapAll(), nil)
-	if err != nil || !ok || !bytes.Equal(got, big) {
-		t.Fatalf("Get of the 16 MiB value: ok %v err %v, %d bytes", ok, err, len(got))
+	f, ok, err := e.h.Get(tid, []byte("big"), snapAll(), nil)
+	if err != nil || !ok || !bytes.Equal(f.Value, big) {
+		t.Fatalf("Get of the 16 MiB value: ok %v err %v, %d bytes", ok, err, len(f.Value))
 	}
 	if n := cached(); n < int(hot)-2 {
 		t.Fatalf("reading 16 MiB through a 256-page pool evicted %d of %d hot pages", int(hot)-n, hot)

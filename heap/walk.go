@@ -94,50 +94,72 @@ func (w *walker) corrupt(offnum uint16, err error) error {
 	return fmt.Errorf("heap: relation %d block %d offset %d: %w", w.h.rel, w.blk, offnum, err)
 }
 
+// Found is the version of a key a reader sees, as Get returns it. It is
+// kept to five words so that Get's results travel in registers.
+type Found struct {
+	// TID is where the version lies; base.InvalidTID when Get finds none.
+	TID base.TID
+	// Value is the version's value, appended to Get's dst. When Get finds
+	// nothing it is dst, unchanged, so the caller keeps its buffer.
+	Value []byte
+}
+
+// Current is the newest version of a key whose insert did not abort, as
+// Newest returns it to a writer.
+type Current struct {
+	// TID is where the version lies (the prev link of the writer's new
+	// version); base.InvalidTID when Newest finds none.
+	TID base.TID
+	// Version is what txn.CheckWrite and SetXmax's expectation need of it,
+	// as read from the tuple.
+	Version txn.Version
+}
+
 // Get walks the version chain of key from its newest version, newest to
-// oldest through the prev links, and returns the value of the version snap
-// sees, appended to dst, with that version's TID. ok is false if snap sees
-// no version: none was committed for it, or the newest it sees is deleted,
-// or the chain ends at a TID that does not hold key (freed and maybe
-// reused; see doc.go, "Safety of TIDs"). Hint bits learnt on the way are
-// set.
-func (h *Heap) Get(newest base.TID, key []byte, snap *txn.Snapshot, dst []byte) (value []byte, tid base.TID, ok bool, err error) {
+// oldest through the prev links, and returns the version snap sees, with
+// its value appended to dst. ok is false if snap sees no version: none was
+// committed for it, or the newest it sees is deleted, or the chain ends at
+// a TID that does not hold key (freed and maybe reused; see doc.go,
+// "Safety of TIDs"). Hint bits learnt on the way are set. Found is
+// returned by value: Get allocates nothing beyond growing dst.
+func (h *Heap) Get(newest base.TID, key []byte, snap *txn.Snapshot, dst []byte) (f Found, ok bool, err error) {
 	w := walker{h: h}
 	defer w.leave()
-	tid = newest
+	f.TID, f.Value = base.InvalidTID, dst
+	tid := newest
 	for hops := 0; tid.Valid(); hops++ {
 		if hops > maxChainHops {
-			return dst, base.InvalidTID, false, base.CorruptionErrorf("heap: relation %d: version chain from %v is longer than %d", h.rel, newest, maxChainHops)
+			return f, false, base.CorruptionErrorf("heap: relation %d: version chain from %v is longer than %d", h.rel, newest, maxChainHops)
 		}
 		p, ok, err := w.page(tid.Block)
 		if err != nil || !ok {
-			return dst, base.InvalidTID, false, err
+			return f, false, err
 		}
 		off, hdr, ok, err := w.find(p, tid.Offset, key)
 		if err != nil || !ok {
-			return dst, base.InvalidTID, false, err
+			return f, false, err
 		}
-		inserted, deleted, hints, err := txn.Judge(hdr.version(), snap, h.status)
+		j, err := txn.Judge(hdr.version(), snap, h.status)
 		if err != nil {
-			return dst, base.InvalidTID, false, err
+			return f, false, err
 		}
-		if hints != 0 {
-			w.hint(p, off, tid.Offset, &hdr, hints)
+		if j.Hints != 0 {
+			w.hint(p, off, tid.Offset, &hdr, j.Hints)
 		}
-		if !inserted {
+		if !j.Inserted {
 			tid = hdr.prev
 			continue
 		}
-		if deleted {
-			return dst, base.InvalidTID, false, nil
+		if j.Deleted {
+			return f, false, nil
 		}
 		value, err := w.value(p, off, tid.Offset, &hdr, dst)
 		if err != nil {
-			return dst, base.InvalidTID, false, err
+			return f, false, err
 		}
-		return value, tid, true, nil
+		return Found{TID: tid, Value: value}, true, nil
 	}
-	return dst, base.InvalidTID, false, nil
+	return f, false, nil
 }
 
 // value appends the value of the tuple at off (line pointer offnum) of the
@@ -162,32 +184,34 @@ func (w *walker) value(p pagecache.Page, off int, offnum uint16, hdr *tupleHdr, 
 }
 
 // Newest returns the newest version of key whose insert did not abort,
-// starting from newest and following prev links, with its TID: what a
-// writer hands to txn.CheckWrite, and the prev link of the version it
-// writes. ok is false if there is no such version. It reads the commit log
-// for versions without hint bits and marks aborted ones.
-func (h *Heap) Newest(newest base.TID, key []byte) (v txn.Version, tid base.TID, ok bool, err error) {
+// starting from newest and following prev links: its Version is what a
+// writer hands to txn.CheckWrite, its TID the prev link of the version it
+// writes. ok is false if there is no such version.
+// It reads the commit log for versions without hint bits and marks aborted
+// ones.
+func (h *Heap) Newest(newest base.TID, key []byte) (c Current, ok bool, err error) {
 	w := walker{h: h}
 	defer w.leave()
-	tid = newest
+	c.TID = base.InvalidTID
+	tid := newest
 	for hops := 0; tid.Valid(); hops++ {
 		if hops > maxChainHops {
-			return v, base.InvalidTID, false, base.CorruptionErrorf("heap: relation %d: version chain from %v is longer than %d", h.rel, newest, maxChainHops)
+			return c, false, base.CorruptionErrorf("heap: relation %d: version chain from %v is longer than %d", h.rel, newest, maxChainHops)
 		}
 		p, ok, err := w.page(tid.Block)
 		if err != nil || !ok {
-			return v, base.InvalidTID, false, err
+			return c, false, err
 		}
 		off, hdr, ok, err := w.find(p, tid.Offset, key)
 		if err != nil || !ok {
-			return v, base.InvalidTID, false, err
+			return c, false, err
 		}
-		v = hdr.version()
+		v := hdr.version()
 		aborted := v.Mask&txn.XMinInvalid != 0
 		if !aborted && v.Mask&txn.XMinCommitted == 0 && v.XMin != txn.FrozenXID {
 			st, err := h.status.Status(v.XMin)
 			if err != nil {
-				return v, base.InvalidTID, false, err
+				return c, false, err
 			}
 			if st == txn.Aborted {
 				aborted = true
@@ -195,9 +219,9 @@ func (h *Heap) Newest(newest base.TID, key []byte) (v txn.Version, tid base.TID,
 			}
 		}
 		if !aborted {
-			return v, tid, true, nil
+			return Current{TID: tid, Version: v}, true, nil
 		}
 		tid = hdr.prev
 	}
-	return txn.Version{}, base.InvalidTID, false, nil
+	return c, false, nil
 }

@@ -62,7 +62,7 @@ func (t *Table) acquire(w *Writer, key []byte) (found bool, tg target, err error
 		if err != nil || !found {
 			return false, tg, err
 		}
-		v, tid, ok, err := t.heap.Newest(indexTID, key)
+		f, ok, err := t.heap.Newest(indexTID, key)
 		if err != nil {
 			return false, tg, err
 		}
@@ -73,20 +73,21 @@ func (t *Table) acquire(w *Writer, key []byte) (found bool, tg target, err error
 		if h := TestHooks.AfterNewest; h != nil {
 			h()
 		}
-		check, waitFor, hints, err := txn.CheckWrite(v, snap, t.status)
+		v := f.Version
+		wv, err := txn.CheckWrite(v, snap, t.status)
 		if err != nil {
 			return false, tg, err
 		}
-		switch check {
+		switch wv.Check {
 		case txn.WriteOK:
-			if (v.Mask|hints)&txn.XMinInvalid != 0 {
+			if (v.Mask|wv.Hints)&txn.XMinInvalid != 0 {
 				// v's inserter aborted after Newest passed it: v is not
 				// the row, the version below it is (Newest skips v now).
 				// Judged, v would read as a missing row.
 				continue
 			}
 		case txn.WriteWait:
-			if err := w.Tx.Wait(w.Ctx, waitFor); err != nil {
+			if err := w.Tx.Wait(w.Ctx, wv.Holder); err != nil {
 				return false, tg, err
 			}
 			continue
@@ -94,18 +95,18 @@ func (t *Table) acquire(w *Writer, key []byte) (found bool, tg target, err error
 			if w.ReadCommitted {
 				// The next snapshot sees the commit once the committer has
 				// left the ProcArray; its xid lock goes after that.
-				if err := w.Tx.Wait(w.Ctx, waitFor); err != nil {
+				if err := w.Tx.Wait(w.Ctx, wv.Holder); err != nil {
 					return false, tg, err
 				}
 				continue
 			}
 			return false, tg, fmt.Errorf("%w: key %q", ErrSerialization, truncKey(key))
 		}
-		inserted, deleted, _, err := txn.Judge(v, snap, t.status)
+		j, err := txn.Judge(v, snap, t.status)
 		if err != nil {
 			return false, tg, err
 		}
-		tg.version, tg.tid, tg.live = v, tid, inserted && !deleted
+		tg.version, tg.tid, tg.live = v, f.TID, j.Visible()
 		return true, tg, nil
 	}
 }
