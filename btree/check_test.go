@@ -34,14 +34,14 @@ func TestCheckDetectsCorruption(t *testing.T) {
 	internalAt := func(t *testing.T, tr *Tree) base.BlockNum {
 		root, _ := tr.rootInfo()
 		var child base.BlockNum
-		tr.pool.WithPage(tr.rel, root, false, func(p pagecache.Page) (bool, error) {
+		tr.pool.WithPage(tr.rel, root, pagecache.Shared, func(p pagecache.Page) (bool, error) {
 			child = page(p).child(page(p).nItems() / 2)
 			return false, nil
 		})
 		return child
 	}
 	edit := func(t *testing.T, e *env, blk base.BlockNum, fn func(p page)) {
-		if err := e.pool.WithPage(testRel, blk, true, func(p pagecache.Page) (bool, error) {
+		if err := e.pool.WithPage(testRel, blk, pagecache.Exclusive, func(p pagecache.Page) (bool, error) {
 			fn(page(p))
 			return true, nil
 		}); err != nil {

@@ -40,7 +40,7 @@ func benchHeap(b *testing.B) (*env, []benchRow) {
 	}
 	e.clog.set(xid, txn.Committed, true)
 	for _, r := range rows { // sets the hint bits
-		if _, _, ok, err := e.h.Get(r.tid, r.key, snapAll(), nil); !ok || err != nil {
+		if _, ok, err := e.h.Get(r.tid, r.key, snapAll(), nil); !ok || err != nil {
 			b.Fatal("row not visible")
 		}
 	}
@@ -59,8 +59,8 @@ func BenchmarkHeapFetch(b *testing.B) {
 		for b.Loop() {
 			r := &rows[(i*7919)%benchRows]
 			i++
-			v, _, ok, err := e.h.Get(r.tid, r.key, snap, dst[:0])
-			if !ok || err != nil || len(v) != 100 {
+			f, ok, err := e.h.Get(r.tid, r.key, snap, dst[:0])
+			if !ok || err != nil || len(f.Value) != 100 {
 				b.Fatal("miss")
 			}
 		}
@@ -73,8 +73,8 @@ func BenchmarkHeapFetch(b *testing.B) {
 			for pb.Next() {
 				r := &rows[(i*7919)%benchRows]
 				i++
-				v, _, ok, err := e.h.Get(r.tid, r.key, snap, dst[:0])
-				if !ok || err != nil || len(v) != 100 {
+				f, ok, err := e.h.Get(r.tid, r.key, snap, dst[:0])
+				if !ok || err != nil || len(f.Value) != 100 {
 					b.Fatal("miss")
 				}
 			}
@@ -96,7 +96,7 @@ func BenchmarkHeapFetchChain(b *testing.B) {
 	snap := &txn.Snapshot{XMin: writer, XMax: writer}
 	dst := make([]byte, 0, 256)
 	for b.Loop() {
-		if _, _, ok, err := e.h.Get(tid, r.key, snap, dst[:0]); !ok || err != nil {
+		if _, ok, err := e.h.Get(tid, r.key, snap, dst[:0]); !ok || err != nil {
 			b.Fatal("miss")
 		}
 	}

@@ -45,10 +45,11 @@ func TestVersionChain(t *testing.T) {
 		t.Helper()
 		for _, c := range checks {
 			snap := c.snap
-			got, _, ok, err := e.h.Get(newestTID, key, &snap, nil)
+			f, ok, err := e.h.Get(newestTID, key, &snap, nil)
 			if err != nil {
 				t.Fatalf("seed %d: %s: snapshot %q: %v", seed, when, c.what, err)
 			}
+			got := f.Value
 			if ok != c.present || !bytes.Equal(got, c.value) {
 				t.Fatalf("seed %d: %s: snapshot %q (xmin %d xmax %d xip %v) sees present=%v %d bytes, want present=%v %d bytes",
 					seed, when, c.what, snap.XMin, snap.XMax, snap.XIP, ok, len(got), c.present, len(c.value))
@@ -97,17 +98,18 @@ func TestVersionChain(t *testing.T) {
 		pa.TakeSnapshot(&own, p)
 		own.Cur = xid
 
-		v, vt, ok, err := e.h.Newest(newestTID, key)
+		nf, ok, err := e.h.Newest(newestTID, key)
 		if err != nil {
 			t.Fatalf("seed %d: write %d: Newest: %v", seed, i, err)
 		}
+		v, vt := nf.Version, nf.TID
 		if present && !ok {
 			t.Fatalf("seed %d: write %d: Newest found nothing for a present key", seed, i)
 		}
 		if ok {
-			w, _, _, err := txn.CheckWrite(v, &own, e.clog)
-			if err != nil || w != txn.WriteOK {
-				t.Fatalf("seed %d: write %d: CheckWrite = %v, %v", seed, i, w, err)
+			wv, err := txn.CheckWrite(v, &own, e.clog)
+			if err != nil || wv.Check != txn.WriteOK {
+				t.Fatalf("seed %d: write %d: CheckWrite = %v, %v", seed, i, wv.Check, err)
 			}
 		}
 		op := "insert"
@@ -125,24 +127,24 @@ func TestVersionChain(t *testing.T) {
 		ownPresent, ownValue := present, cur
 		switch op {
 		case "delete":
-			mustSetXmax(t, e.h, vt, key, v, xid, false)
+			mustSetXmax(t, e.h, vt, key, v, xid, XmaxDelete)
 			ownPresent, ownValue = false, nil
 		case "lock":
-			mustSetXmax(t, e.h, vt, key, v, xid, true)
+			mustSetXmax(t, e.h, vt, key, v, xid, XmaxLockOnly)
 			// A second writer now finds the row locked by a running xid.
-			if w, wx, _, _ := txn.CheckWrite(versionAt(t, e.h, vt), snapAll(), e.clog); w != txn.WriteWait || wx != xid {
-				t.Fatalf("seed %d: write %d: row locked by %d: CheckWrite = %v %d", seed, i, xid, w, wx)
+			if wv, _ := txn.CheckWrite(versionAt(t, e.h, vt), snapAll(), e.clog); wv.Check != txn.WriteWait || wv.Holder != xid {
+				t.Fatalf("seed %d: write %d: row locked by %d: CheckWrite = %v %d", seed, i, xid, wv.Check, wv.Holder)
 			}
 			// And SetXmax against the stale xmax fails.
-			if err := e.h.SetXmax(vt, key, v, xid+1000, false); !errors.Is(err, ErrXmaxChanged) {
+			if err := e.h.SetXmax(vt, key, v, xid+1000, XmaxDelete); !errors.Is(err, ErrXmaxChanged) {
 				t.Fatalf("seed %d: write %d: SetXmax with a stale xmax: %v", seed, i, err)
 			}
 		case "lock+update", "update":
 			if op == "lock+update" {
-				mustSetXmax(t, e.h, vt, key, v, xid, true)
+				mustSetXmax(t, e.h, vt, key, v, xid, XmaxLockOnly)
 				v.XMax, v.Mask = xid, v.Mask&^txn.XMaxCommitted&^txn.XMaxInvalid|txn.XMaxLockOnly
 			}
-			mustSetXmax(t, e.h, vt, key, v, xid, false)
+			mustSetXmax(t, e.h, vt, key, v, xid, XmaxDelete)
 			fallthrough
 		case "insert":
 			prev := base.InvalidTID
@@ -157,8 +159,8 @@ func TestVersionChain(t *testing.T) {
 			ownPresent, ownValue = true, val
 		}
 		takeSnap(fmt.Sprintf("while write %d (%s) runs", i, op), cur, present)
-		got, _, gotOK, err := e.h.Get(newestTID, key, &own, nil)
-		if err != nil || gotOK != ownPresent || !bytes.Equal(got, ownValue) {
+		gf, gotOK, err := e.h.Get(newestTID, key, &own, nil)
+		if err != nil || gotOK != ownPresent || !bytes.Equal(gf.Value, ownValue) {
 			t.Fatalf("seed %d: write %d (%s): the writer sees present=%v (%v), want %v", seed, i, op, gotOK, err, ownPresent)
 		}
 
@@ -196,10 +198,10 @@ func TestVersionChain(t *testing.T) {
 	t.Logf("%d snapshots checked; stats %+v", len(checks), st)
 }
 
-func mustSetXmax(t *testing.T, h *Heap, tid base.TID, key []byte, expect txn.Version, xid base.XID, lockOnly bool) {
+func mustSetXmax(t *testing.T, h *Heap, tid base.TID, key []byte, expect txn.Version, xid base.XID, mode XmaxMode) {
 	t.Helper()
-	if err := h.SetXmax(tid, key, expect, xid, lockOnly); err != nil {
-		t.Fatalf("SetXmax(%v, expect %v, xid %d, lock %v): %v", tid, expect, xid, lockOnly, err)
+	if err := h.SetXmax(tid, key, expect, xid, mode); err != nil {
+		t.Fatalf("SetXmax(%v, expect %v, xid %d, mode %v): %v", tid, expect, xid, mode, err)
 	}
 }
 
@@ -229,11 +231,11 @@ func TestSetXmaxExpectsLockOnlyBit(t *testing.T) {
 	}
 	c.set(ins, txn.Committed, true)
 	locker := c.newXID()
-	mustSetXmax(t, e.h, tid, key, txn.Version{}, locker, true)
+	mustSetXmax(t, e.h, tid, key, txn.Version{}, locker, XmaxLockOnly)
 	judged := txn.Version{XMin: ins, XMax: locker, Mask: txn.XMaxLockOnly} // what a second writer read
-	mustSetXmax(t, e.h, tid, key, judged, locker, false)                   // the locker updates
+	mustSetXmax(t, e.h, tid, key, judged, locker, XmaxDelete)              // the locker updates
 	c.set(locker, txn.Committed, true)
-	if err := e.h.SetXmax(tid, key, judged, c.newXID(), true); !errors.Is(err, ErrXmaxChanged) {
+	if err := e.h.SetXmax(tid, key, judged, c.newXID(), XmaxLockOnly); !errors.Is(err, ErrXmaxChanged) {
 		t.Fatalf("SetXmax with a stale lock-only expectation: %v, want ErrXmaxChanged", err)
 	}
 }

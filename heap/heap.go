@@ -2,7 +2,6 @@ package heap
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,10 +15,6 @@ import (
 	"github.com/heapkv/heapkv/txn"
 	"github.com/heapkv/heapkv/xlog"
 )
-
-// maxChainHops bounds a walk down a version chain; a longer one can only
-// be a loop in damaged links.
-const maxChainHops = 1 << 24
 
 // Config says which relation a Heap is and what it works with.
 type Config struct {
@@ -214,436 +209,35 @@ func checkKey(key []byte) error {
 	return nil
 }
 
-// Insert stores a new version of key, inserted by xid, whose previous
-// (older) version is prev (base.InvalidTID for the first version of a
-// key), and returns its TID. A value whose tuple would exceed about a
-// quarter page is compressed and, if still too large, stored out of line
-// in TOAST chunks, which are written before the row version. Bad input
-// (ErrEmptyKey, ErrKeyTooLarge, ErrValueTooLarge) changes nothing.
-func (h *Heap) Insert(xid base.XID, key, value []byte, prev base.TID) (base.TID, error) {
-	if err := checkKey(key); err != nil {
-		return base.InvalidTID, err
-	}
-	if len(value) > MaxValueSize {
-		return base.InvalidTID, fmt.Errorf("heap: value of %d bytes: %w", len(value), ErrValueTooLarge)
-	}
-	field, mask := value, uint32(0)
-	var ptrBuf [toastPointerSize]byte
-	if align8(tupleHeaderSize+len(key)+len(value)) > inlineMax {
-		comp := compressValue(value)
-		if comp != nil && align8(tupleHeaderSize+len(key)+len(comp)) <= inlineMax {
-			field, mask = comp, maskCompressed
-		} else {
-			ext := value
-			if comp != nil && len(comp) <= len(value)-len(value)/8 {
-				ext, mask = comp, maskCompressed
-			}
-			ptr, err := h.writeToast(xid, ext, len(value))
-			if err != nil {
-				return base.InvalidTID, err
-			}
-			field = ptr.encode(ptrBuf[:0])
-			mask |= maskExternal
-			h.stats.toasted.Add(1)
-		}
-		if mask&maskCompressed != 0 {
-			h.stats.compressed.Add(1)
-		}
-	}
-	buf := pagePool.Get().(*[pagecache.BlockSize]byte)
-	defer pagePool.Put(buf)
-	op := appendTuple(buf[:4], xid, mask, prev, key, field)
-	tid, err := h.place(xid, op, false, nil)
-	if err == nil {
-		h.stats.inserts.Add(1)
-	}
-	return tid, err
-}
+// XmaxMode says what SetXmax records in a version's xmax.
+type XmaxMode int8
 
-// place adds the tuple op[4:] to a page of the right kind with room for
-// it, found through the free space map or by extending the relation, logs
-// it (op[:4] is filled in with the insert record's header) and returns its
-// TID.
-func (h *Heap) place(xid base.XID, op []byte, toast bool, strategy *pagecache.Strategy) (base.TID, error) {
-	tup := op[4:]
-	need := align8(len(tup))
-	for {
-		var b pagecache.Buffer
-		fresh := false
-		if blk, ok := h.fsm.find(toast, need); ok {
-			h.stats.fsmVisits.Add(1)
-			var err error
-			b, err = h.pool.ReadBuffer(h.rel, blk, pagecache.ReadNormal, strategy)
-			if errors.Is(err, pagecache.ErrBlockOutOfRange) {
-				h.fsm.forget(blk)
-				continue
-			}
-			if err != nil {
-				return base.InvalidTID, fmt.Errorf("heap: relation %d: %w", h.rel, err)
-			}
-			b.LockExclusive()
-			p := b.Page()
-			if p.IsNew() {
-				fresh = true
-			} else {
-				if err := checkHeader(p); err != nil {
-					b.UnlockExclusive()
-					b.Release()
-					return base.InvalidTID, fmt.Errorf("heap: relation %d block %d: %w", h.rel, blk, err)
-				}
-				if isToastPage(p) != toast || freeSpace(p) < need {
-					// A stale entry: correct it (under the page lock, so
-					// that map updates of a page come in the order of its
-					// changes) and ask again.
-					h.stats.fsmMisses.Add(1)
-					h.fsm.set(blk, isToastPage(p), freeSpace(p))
-					b.UnlockExclusive()
-					b.Release()
-					continue
-				}
-			}
-		} else {
-			var err error
-			b, err = h.pool.Extend(h.rel, strategy)
-			if err != nil {
-				return base.InvalidTID, fmt.Errorf("heap: extend relation %d: %w", h.rel, err)
-			}
-			h.stats.extends.Add(1)
-			fresh = true
-		}
+const (
+	// XmaxDelete marks the version deleted, or replaced by an update.
+	XmaxDelete XmaxMode = iota
+	// XmaxLockOnly marks the version locked (a row lock): it stays
+	// current, and the xmax only makes writers wait (XMaxLockOnly).
+	XmaxLockOnly
+)
 
-		p := b.Page()
-		c := h.begin(b)
-		var flags byte
-		if toast {
-			flags |= opToastPage
-		}
-		if fresh {
-			initPage(p, toast)
-			flags |= opInitPage
-		}
-		blk := b.BlockNum()
-		offnum := chooseOffset(p)
-		if err := addItem(p, offnum, tup); err != nil {
-			c.abort()
-			b.UnlockExclusive()
-			b.Release()
-			return base.InvalidTID, fmt.Errorf("heap: relation %d block %d: %w", h.rel, blk, err)
-		}
-		binary.LittleEndian.PutUint16(op, uint16(offnum))
-		op[2], op[3] = flags, 0
-		err := c.commit(infoInsert, xid, op)
-		if err == nil {
-			h.fsm.set(blk, toast, freeSpace(p))
-		}
-		b.UnlockExclusive()
-		b.Release()
-		if err != nil {
-			return base.InvalidTID, err
-		}
-		return base.TID{Block: blk, Offset: uint16(offnum)}, nil
+func (m XmaxMode) String() string {
+	switch m {
+	case XmaxDelete:
+		return "delete"
+	case XmaxLockOnly:
+		return "lock only"
 	}
-}
-
-// walker holds the page a chain walk is on: pinned and share-locked, one
-// at a time. Hint bits that need a full-page image first wait in pending
-// until the walk leaves the page.
-type walker struct {
-	h        *Heap
-	b        pagecache.Buffer
-	blk      base.BlockNum // the block of b, or of the last page visited
-	pending  [4]hintWork
-	npending int
-}
-
-type hintWork struct {
-	off, offnum int // the tuple's page offset and line pointer
-	xmin, xmax  base.XID
-	bits        uint32
-}
-
-// page moves the walk to block blk and returns it share-locked. ok is false
-// if the block does not exist.
-func (w *walker) page(blk base.BlockNum) (p pagecache.Page, ok bool, err error) {
-	if w.b.Valid() {
-		if w.b.BlockNum() == blk {
-			return w.b.Page(), true, nil
-		}
-		w.leave()
-	}
-	b, err := w.h.pool.ReadBuffer(w.h.rel, blk, pagecache.ReadNormal, nil)
-	if err != nil {
-		if errors.Is(err, pagecache.ErrBlockOutOfRange) {
-			return nil, false, nil
-		}
-		return nil, false, fmt.Errorf("heap: relation %d: %w", w.h.rel, err)
-	}
-	b.LockShare()
-	w.b, w.blk = b, blk
-	return b.Page(), true, nil
-}
-
-// leave unlocks and releases the current page, logging an image and
-// setting the hints that waited for one.
-func (w *walker) leave() {
-	if !w.b.Valid() {
-		return
-	}
-	w.b.UnlockShare()
-	if w.npending > 0 {
-		w.h.hintWithImage(w.b, w.pending[:w.npending])
-		w.npending = 0
-	}
-	w.b.Release()
-	w.b = pagecache.Buffer{}
-}
-
-// find returns the row version of key at line pointer offnum of the
-// current page. ok is false if there is none (doc.go, "Safety of TIDs").
-func (w *walker) find(p pagecache.Page, offnum uint16, key []byte) (off int, hdr tupleHdr, ok bool, err error) {
-	if p.IsNew() {
-		return 0, hdr, false, nil
-	}
-	if err := checkHeader(p); err != nil {
-		return 0, hdr, false, w.corrupt(offnum, err)
-	}
-	if isToastPage(p) {
-		return 0, hdr, false, nil
-	}
-	off, n, ok, err := tupleAt(p, int(offnum))
-	if err != nil || !ok {
-		return 0, hdr, false, w.corrupt(offnum, err)
-	}
-	hdr, err = readTupleHdr(p, off, n)
-	if err != nil {
-		return 0, hdr, false, w.corrupt(offnum, err)
-	}
-	if hdr.isChunk() || !bytes.Equal(p[off+tupleHeaderSize:off+tupleHeaderSize+hdr.klen], key) {
-		return 0, hdr, false, nil
-	}
-	return off, hdr, true, nil
-}
-
-func (w *walker) corrupt(offnum uint16, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("heap: relation %d block %d offset %d: %w", w.h.rel, w.blk, offnum, err)
-}
-
-// hint sets hint bits on the tuple at off of the current (share-locked)
-// page, following the full-page-image rule of doc.go ("Hint bits").
-func (w *walker) hint(p pagecache.Page, off int, offnum uint16, hdr *tupleHdr, hints txn.Infomask) {
-	bits := uint32(hints) & maskTxn
-	if bits == 0 || loadMask(p, off)&bits == bits {
-		return
-	}
-	h := w.h
-	if h.wal == nil || p.LSN() > h.wal.RedoLSN() {
-		orMask(p, off, bits)
-		w.b.MarkDirtyHint()
-		h.stats.hints.Add(1)
-		// A checkpoint may have moved the redo pointer past the page
-		// since the test above; then the page needs its image after all.
-		if h.wal == nil || p.LSN() > h.wal.RedoLSN() {
-			return
-		}
-	} else if !w.b.IsDirty() {
-		// A clean page not logged since the redo point keeps the hint in
-		// memory only (doc.go, "Hint bits"): no image, no write.
-		orMask(p, off, bits)
-		h.stats.hintsInMemory.Add(1)
-		return
-	}
-	if w.npending < len(w.pending) {
-		w.pending[w.npending] = hintWork{off: off, offnum: int(offnum), xmin: hdr.xmin, xmax: hdr.xmax, bits: bits}
-		w.npending++
-	}
-}
-
-// hintWithImage sets hint bits that need a full-page image first. The
-// caller holds a pin but no lock: it takes the exclusive lock, since the
-// image must be logged and the page stamped with its LSN without any other
-// goroutine reading the LSN halfway (the pool reads it under a share lock
-// to decide how far to flush the WAL before writing the page).
-func (h *Heap) hintWithImage(b pagecache.Buffer, works []hintWork) {
-	b.LockExclusive()
-	defer b.UnlockExclusive()
-	p := b.Page()
-	var todo [len(walker{}.pending)]hintWork
-	n := 0
-	for _, wk := range works {
-		off, ln, ok, err := tupleAt(p, wk.offnum)
-		if err != nil || !ok || off != wk.off {
-			continue
-		}
-		hdr, err := decodeTupleHdr(p[off : off+ln])
-		if err != nil || hdr.xmin != wk.xmin {
-			continue
-		}
-		if hdr.xmax != wk.xmax {
-			wk.bits &^= uint32(xmaxHintBits)
-		}
-		if wk.bits != 0 {
-			todo[n] = wk
-			n++
-		}
-	}
-	if n == 0 {
-		return
-	}
-	if p.LSN() > h.wal.RedoLSN() {
-		// Somebody logged the page since; no image needed now.
-		for _, wk := range todo[:n] {
-			orMask(p, wk.off, wk.bits)
-		}
-		b.MarkDirtyHint()
-		h.stats.hints.Add(1)
-		return
-	}
-	img := pagePool.Get().(*[pagecache.BlockSize]byte)
-	defer pagePool.Put(img)
-	copy(img[:], p)
-	for _, wk := range todo[:n] {
-		m := binary.LittleEndian.Uint32(img[wk.off+offMask:])
-		binary.LittleEndian.PutUint32(img[wk.off+offMask:], m|wk.bits)
-	}
-	b.MarkDirty()
-	rb := builderPool.Get().(*xlog.RecordBuilder)
-	rb.Reset(RmgrHeap, infoHintImage, 0)
-	rb.Image(h.rel, b.BlockNum(), img[:])
-	_, end, err := h.wal.Insert(rb)
-	rb.Reset(0, 0, 0)
-	builderPool.Put(rb)
-	if err != nil {
-		// The hints stay unset; they are only hints.
-		h.logger.Warn("heap: could not log a page image for hint bits", "rel", h.rel, "block", b.BlockNum(), "err", err)
-		return
-	}
-	for _, wk := range todo[:n] {
-		orMask(p, wk.off, wk.bits)
-	}
-	p.SetLSN(end)
-	h.stats.hints.Add(1)
-	h.stats.hintImages.Add(1)
-}
-
-// Get walks the version chain of key from its newest version, newest to
-// oldest through the prev links, and returns the value of the version snap
-// sees, appended to dst, with that version's TID. ok is false if snap sees
-// no version: none was committed for it, or the newest it sees is deleted,
-// or the chain ends at a TID that does not hold key (freed and maybe
-// reused; see doc.go, "Safety of TIDs"). Hint bits learnt on the way are
-// set.
-func (h *Heap) Get(newest base.TID, key []byte, snap *txn.Snapshot, dst []byte) (value []byte, tid base.TID, ok bool, err error) {
-	w := walker{h: h}
-	defer w.leave()
-	tid = newest
-	for hops := 0; tid.Valid(); hops++ {
-		if hops > maxChainHops {
-			return dst, base.InvalidTID, false, base.CorruptionErrorf("heap: relation %d: version chain from %v is longer than %d", h.rel, newest, maxChainHops)
-		}
-		p, ok, err := w.page(tid.Block)
-		if err != nil || !ok {
-			return dst, base.InvalidTID, false, err
-		}
-		off, hdr, ok, err := w.find(p, tid.Offset, key)
-		if err != nil || !ok {
-			return dst, base.InvalidTID, false, err
-		}
-		inserted, deleted, hints, err := txn.Judge(hdr.version(), snap, h.status)
-		if err != nil {
-			return dst, base.InvalidTID, false, err
-		}
-		if hints != 0 {
-			w.hint(p, off, tid.Offset, &hdr, hints)
-		}
-		if !inserted {
-			tid = hdr.prev
-			continue
-		}
-		if deleted {
-			return dst, base.InvalidTID, false, nil
-		}
-		value, err := w.value(p, off, tid.Offset, &hdr, dst)
-		if err != nil {
-			return dst, base.InvalidTID, false, err
-		}
-		return value, tid, true, nil
-	}
-	return dst, base.InvalidTID, false, nil
-}
-
-// value appends the value of the tuple at off (line pointer offnum) of the
-// current page to dst. For a TOAST pointer it leaves the page before
-// reading the chunks.
-func (w *walker) value(p pagecache.Page, off int, offnum uint16, hdr *tupleHdr, dst []byte) ([]byte, error) {
-	start := off + tupleHeaderSize + hdr.klen
-	field := p[start : start+hdr.vlen]
-	switch {
-	case hdr.mask&maskExternal != 0:
-		ptr, err := decodeToastPointer(field)
-		if err != nil {
-			return dst, w.corrupt(offnum, err)
-		}
-		w.leave()
-		return w.h.detoast(ptr, hdr.xmin, hdr.mask&maskCompressed != 0, dst)
-	case hdr.mask&maskCompressed != 0:
-		out, err := decompress(dst, field, -1)
-		return out, w.corrupt(offnum, err)
-	}
-	return append(dst, field...), nil
-}
-
-// Newest returns the newest version of key whose insert did not abort,
-// starting from newest and following prev links, with its TID: what a
-// writer hands to txn.CheckWrite, and the prev link of the version it
-// writes. ok is false if there is no such version. It reads the commit log
-// for versions without hint bits and marks aborted ones.
-func (h *Heap) Newest(newest base.TID, key []byte) (v txn.Version, tid base.TID, ok bool, err error) {
-	w := walker{h: h}
-	defer w.leave()
-	tid = newest
-	for hops := 0; tid.Valid(); hops++ {
-		if hops > maxChainHops {
-			return v, base.InvalidTID, false, base.CorruptionErrorf("heap: relation %d: version chain from %v is longer than %d", h.rel, newest, maxChainHops)
-		}
-		p, ok, err := w.page(tid.Block)
-		if err != nil || !ok {
-			return v, base.InvalidTID, false, err
-		}
-		off, hdr, ok, err := w.find(p, tid.Offset, key)
-		if err != nil || !ok {
-			return v, base.InvalidTID, false, err
-		}
-		v = hdr.version()
-		aborted := v.Mask&txn.XMinInvalid != 0
-		if !aborted && v.Mask&txn.XMinCommitted == 0 && v.XMin != txn.FrozenXID {
-			st, err := h.status.Status(v.XMin)
-			if err != nil {
-				return v, base.InvalidTID, false, err
-			}
-			if st == txn.Aborted {
-				aborted = true
-				w.hint(p, off, tid.Offset, &hdr, txn.XMinInvalid)
-			}
-		}
-		if !aborted {
-			return v, tid, true, nil
-		}
-		tid = hdr.prev
-	}
-	return txn.Version{}, base.InvalidTID, false, nil
+	return "XmaxMode(" + strconv.Itoa(int(m)) + ")"
 }
 
 // SetXmax marks the version of key at tid deleted by xid, or, with
-// lockOnly, locked by it (a row lock: the version stays current). expect
+// XmaxLockOnly, locked by it (a row lock: the version stays current). expect
 // is the Version the caller judged (txn.CheckWrite on the Version from
 // Newest): if the tuple's xmax or its lock-only bit is no longer that, another
 // writer got there first and SetXmax returns ErrXmaxChanged without
 // changing anything. The check and the change happen under the page's
 // exclusive lock, so two writers cannot both succeed.
-func (h *Heap) SetXmax(tid base.TID, key []byte, expect txn.Version, xid base.XID, lockOnly bool) error {
+func (h *Heap) SetXmax(tid base.TID, key []byte, expect txn.Version, xid base.XID, mode XmaxMode) error {
 	b, err := h.pool.ReadBuffer(h.rel, tid.Block, pagecache.ReadNormal, nil)
 	if errors.Is(err, pagecache.ErrBlockOutOfRange) {
 		return fmt.Errorf("heap: relation %d: set xmax of %v: %w", h.rel, tid, ErrNoTuple)
@@ -672,6 +266,7 @@ func (h *Heap) SetXmax(tid base.TID, key []byte, expect txn.Version, xid base.XI
 		return fmt.Errorf("heap: relation %d: set xmax of %v to %d: found %d (lock only %v), expected %d: %w",
 			h.rel, tid, xid, hdr.xmax, lockedOnly, expect.XMax, ErrXmaxChanged)
 	}
+	lockOnly := mode == XmaxLockOnly
 	c := h.begin(b)
 	setXmaxLocked(p, off, xid, lockOnly)
 	return c.commit(infoSetXmax, xid, encodeSetXmax(int(tid.Offset), xid, lockOnly))

@@ -21,7 +21,7 @@ func maskOf(t *testing.T, h *Heap, tid base.TID) txn.Infomask {
 func pageLSN(t *testing.T, e *env, blk base.BlockNum) base.LSN {
 	t.Helper()
 	var lsn base.LSN
-	if err := e.pool.WithPage(testRel, blk, false, func(p pagecache.Page) (bool, error) {
+	if err := e.pool.WithPage(testRel, blk, pagecache.Shared, func(p pagecache.Page) (bool, error) {
 		lsn = p.LSN()
 		return false, nil
 	}); err != nil {
@@ -78,7 +78,7 @@ func TestHintBits(t *testing.T) {
 		return xid, tid
 	}
 	get := func(tid base.TID, key string) bool {
-		_, _, ok, err := e.h.Get(tid, []byte(key), snapAll(), nil)
+		_, ok, err := e.h.Get(tid, []byte(key), snapAll(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func TestHintBits(t *testing.T) {
 
 	// XMaxCommitted after a durable delete; the deleted row is gone.
 	xe := c.newXID()
-	if err := e.h.SetXmax(ta, []byte("a"), txn.Version{}, xe, false); err != nil {
+	if err := e.h.SetXmax(ta, []byte("a"), txn.Version{}, xe, XmaxDelete); err != nil {
 		t.Fatal(err)
 	}
 	c.set(xe, txn.Committed, true)

@@ -22,7 +22,7 @@ func pageImages(t *testing.T, e *env) [][]byte {
 	}
 	imgs := make([][]byte, n)
 	for blk := range n {
-		if err := e.pool.WithPage(testRel, blk, false, func(p pagecache.Page) (bool, error) {
+		if err := e.pool.WithPage(testRel, blk, pagecache.Shared, func(p pagecache.Page) (bool, error) {
 			imgs[blk] = bytes.Clone(p)
 			clear(imgs[blk][8:12])
 			return false, nil
@@ -88,7 +88,11 @@ func TestRedoRebuildsPages(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := e.h.SetXmax(live[j].tid, live[j].key, txn.Version{XMax: tup.XMax, Mask: tup.Mask}, xid, rng.IntN(2) == 0); err != nil {
+				mode := XmaxDelete
+				if rng.IntN(2) == 0 {
+					mode = XmaxLockOnly
+				}
+				if err := e.h.SetXmax(live[j].tid, live[j].key, txn.Version{XMax: tup.XMax, Mask: tup.Mask}, xid, mode); err != nil {
 					t.Fatal(err)
 				}
 				e.clog.set(xid, txn.Committed, true)
@@ -211,9 +215,9 @@ func TestToastUsesRings(t *testing.T) {
 	if n := cached(); n < int(hot)-2 {
 		t.Fatalf("writing 16 MiB through a 256-page pool evicted %d of %d hot pages", int(hot)-n, hot)
 	}
-	got, _, ok, err := e.h.Get(tid, []byte("big"), snapAll(), nil)
-	if err != nil || !ok || !bytes.Equal(got, big) {
-		t.Fatalf("Get of the 16 MiB value: ok %v err %v, %d bytes", ok, err, len(got))
+	f, ok, err := e.h.Get(tid, []byte("big"), snapAll(), nil)
+	if err != nil || !ok || !bytes.Equal(f.Value, big) {
+		t.Fatalf("Get of the 16 MiB value: ok %v err %v, %d bytes", ok, err, len(f.Value))
 	}
 	if n := cached(); n < int(hot)-2 {
 		t.Fatalf("reading 16 MiB through a 256-page pool evicted %d of %d hot pages", int(hot)-n, hot)

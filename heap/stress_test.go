@@ -74,20 +74,21 @@ func TestConcurrentReadWrite(t *testing.T) {
 			snap.Cur = xid
 
 			err := func() error {
-				v, vt, ok, err := e.h.Newest(*ks.newest.Load(), key)
+				nf, ok, err := e.h.Newest(*ks.newest.Load(), key)
 				if err != nil {
 					return err
 				}
+				v, vt := nf.Version, nf.TID
 				present := ok && (v.XMax == base.InvalidXID || v.Mask&txn.XMaxLockOnly != 0 || isAborted(e.clog, v.XMax))
 				if ok {
-					if w, _, _, err := txn.CheckWrite(v, &snap, e.clog); err != nil || w != txn.WriteOK {
-						return fmt.Errorf("CheckWrite of %q = %v, %v", key, w, err)
+					if wv, err := txn.CheckWrite(v, &snap, e.clog); err != nil || wv.Check != txn.WriteOK {
+						return fmt.Errorf("CheckWrite of %q = %v, %v", key, wv.Check, err)
 					}
 				}
 				var value []byte
 				deleted := present && rng.IntN(5) == 0
 				if present {
-					if err := e.h.SetXmax(vt, key, v, xid, false); err != nil {
+					if err := e.h.SetXmax(vt, key, v, xid, XmaxDelete); err != nil {
 						return err
 					}
 				}
@@ -134,11 +135,12 @@ func TestConcurrentReadWrite(t *testing.T) {
 			k := rng.IntN(nkeys)
 			ks := &keys[k]
 			pa.TakeSnapshot(&snap, nil)
-			got, _, ok, err := e.h.Get(*ks.newest.Load(), keyName(k), &snap, nil)
+			f, ok, err := e.h.Get(*ks.newest.Load(), keyName(k), &snap, nil)
 			if err != nil {
 				fail(fmt.Errorf("reader %d: %w", r, err))
 				return
 			}
+			got := f.Value
 			ks.mu.Lock()
 			var want *write
 			for i := len(ks.history) - 1; i >= 0; i-- {

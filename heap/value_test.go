@@ -86,10 +86,11 @@ func TestValueSizes(t *testing.T) {
 	verify := func(h *Heap, when string) {
 		t.Helper()
 		for _, s := range all {
-			got, tid, ok, err := h.Get(s.tid, s.key, snapAll(), nil)
-			if err != nil || !ok || tid != s.tid {
-				t.Fatalf("%s: %s: Get = ok %v tid %v err %v", when, s.name, ok, tid, err)
+			f, ok, err := h.Get(s.tid, s.key, snapAll(), nil)
+			if err != nil || !ok || f.TID != s.tid {
+				t.Fatalf("%s: %s: Get = ok %v tid %v err %v", when, s.name, ok, f.TID, err)
 			}
+			got := f.Value
 			if !bytes.Equal(got, s.value) {
 				t.Fatalf("%s: %s: Get returned %d bytes, want %d (equal prefix %d)", when, s.name, len(got), len(s.value), commonPrefix(got, s.value))
 			}

@@ -159,11 +159,11 @@ func (db *DB) removeOrphans() error {
 		return err
 	}
 	err := db.catalog.t.ForEachNewest(func(key []byte, v txn.Version, tid base.TID) error {
-		inserted, deleted, _, err := txn.Judge(v, &snap, db.txm)
+		j, err := txn.Judge(v, &snap, db.txm)
 		if err != nil {
 			return err
 		}
-		if !inserted || deleted {
+		if !j.Visible() {
 			st, err := db.txm.Status(v.XMin)
 			if err != nil {
 				return err

@@ -20,7 +20,7 @@ func TestTornPageDetected(t *testing.T) {
 		fs := vfs.NewMemFS()
 		bp := openPool(t, fs, "/db", 16, Config{})
 		createRel(t, bp, 9, 4) // durable: checkpointed
-		if err := bp.WithPage(9, 2, true, func(p Page) (bool, error) {
+		if err := bp.WithPage(9, 2, Exclusive, func(p Page) (bool, error) {
 			stamp(p, 2, 1)
 			for i := 1024; i < BlockSize; i++ { // change every sector
 				p[i] = byte(i)
@@ -44,7 +44,7 @@ func TestTornPageDetected(t *testing.T) {
 			t.Fatalf("seed %d: read of torn page: %v, want ErrCorrupt naming block 2 of relation 9", seed, err)
 		}
 		for _, blk := range []base.BlockNum{0, 1, 3} {
-			if err := bp.WithPage(9, blk, false, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) }); err != nil {
+			if err := bp.WithPage(9, blk, Shared, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) }); err != nil {
 				t.Fatalf("seed %d: untouched block: %v", seed, err)
 			}
 		}
@@ -58,14 +58,14 @@ func TestUnsyncedWriteLostCleanly(t *testing.T) {
 	fs := vfs.NewMemFS()
 	bp := openPool(t, fs, "/db", 16, Config{})
 	createRel(t, bp, 9, 4)
-	if err := bp.WithPage(9, 2, true, func(p Page) (bool, error) { stamp(p, 2, 1); return true, nil }); err != nil {
+	if err := bp.WithPage(9, 2, Exclusive, func(p Page) (bool, error) { stamp(p, 2, 1); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	bp.Close() // no checkpoint: the dirty page is simply lost
 	fs.Crash(vfs.CrashOptions{})
 	bp = openPool(t, fs, "/db", 16, Config{})
 	defer bp.Close()
-	if err := bp.WithPage(9, 2, false, func(p Page) (bool, error) { return false, checkStamp(p, 2, 0) }); err != nil {
+	if err := bp.WithPage(9, 2, Shared, func(p Page) (bool, error) { return false, checkStamp(p, 2, 0) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -84,7 +84,7 @@ func TestReadErrorLeavesNoPin(t *testing.T) {
 		t.Fatalf("%d pins leaked by a failed read", n)
 	}
 	// The buffer is not stuck: the next read retries the I/O.
-	if err := bp.WithPage(1, 30, false, func(p Page) (bool, error) { return false, checkStamp(p, 30, 0) }); err != nil {
+	if err := bp.WithPage(1, 30, Shared, func(p Page) (bool, error) { return false, checkStamp(p, 30, 0) }); err != nil {
 		t.Fatalf("read after the error cleared: %v", err)
 	}
 }
@@ -94,7 +94,7 @@ func TestWriteErrorKeepsPageDirty(t *testing.T) {
 	bp := openPool(t, fs, "/db", 16, Config{})
 	defer bp.Close()
 	createRel(t, bp, 1, 40)
-	if err := bp.WithPage(1, 0, true, func(p Page) (bool, error) { stamp(p, 0, 3); return true, nil }); err != nil {
+	if err := bp.WithPage(1, 0, Exclusive, func(p Page) (bool, error) { stamp(p, 0, 3); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	fs.InjectError(vfs.Injection{Op: vfs.OpWrite, Path: "/db/base/1", Nth: 1, Persistent: true})
@@ -107,7 +107,7 @@ func TestWriteErrorKeepsPageDirty(t *testing.T) {
 	}
 	// Reads that must evict go on failing, without losing the page or a pin.
 	for blk := range base.BlockNum(40) {
-		bp.WithPage(1, blk, false, func(Page) (bool, error) { return false, nil })
+		bp.WithPage(1, blk, Shared, func(Page) (bool, error) { return false, nil })
 	}
 	if n := bp.PinnedBuffers(); n != 0 {
 		t.Fatalf("%d pins leaked", n)
@@ -119,7 +119,7 @@ func TestWriteErrorKeepsPageDirty(t *testing.T) {
 	bp.Close()
 	fs.Crash(vfs.CrashOptions{})
 	bp = openPool(t, fs, "/db", 16, Config{})
-	if err := bp.WithPage(1, 0, false, func(p Page) (bool, error) { return false, checkStamp(p, 0, 3) }); err != nil {
+	if err := bp.WithPage(1, 0, Shared, func(p Page) (bool, error) { return false, checkStamp(p, 0, 3) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -132,7 +132,7 @@ func TestDataFsyncFailureIsFatal(t *testing.T) {
 	bp := openPool(t, fs, "/db", 16, Config{})
 	defer bp.Close()
 	createRel(t, bp, 1, 4)
-	if err := bp.WithPage(1, 1, true, func(p Page) (bool, error) { stamp(p, 1, 2); return true, nil }); err != nil {
+	if err := bp.WithPage(1, 1, Exclusive, func(p Page) (bool, error) { stamp(p, 1, 2); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	fs.InjectError(vfs.Injection{Op: vfs.OpSync, Path: "/db/base/1", Nth: 1})
@@ -140,7 +140,7 @@ func TestDataFsyncFailureIsFatal(t *testing.T) {
 		t.Fatalf("checkpoint with failing fsync: %v", err)
 	}
 	// The sync would succeed now, but the engine must stay stopped.
-	if err := bp.WithPage(1, 2, true, func(p Page) (bool, error) { stamp(p, 2, 2); return true, nil }); err != nil {
+	if err := bp.WithPage(1, 2, Exclusive, func(p Page) (bool, error) { stamp(p, 2, 2); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := bp.Checkpoint(nil); !errors.Is(err, ErrDataSyncFailed) {
@@ -194,7 +194,7 @@ func TestLockForRedo(t *testing.T) {
 	createRel(t, bp, 1, 2)
 
 	// An existing block comes back with its contents.
-	page, done, err := bp.LockForRedo(1, 1, false)
+	page, done, err := bp.LockForRedo(1, 1, ReadNormal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestLockForRedo(t *testing.T) {
 
 	// A block past the end, of a relation that does not exist yet, is a
 	// zero page; writing it out creates and extends the file.
-	page, done, err = bp.LockForRedo(8, 5, false)
+	page, done, err = bp.LockForRedo(8, 5, ReadNormal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestLockForRedo(t *testing.T) {
 	done(true)
 	// A second record for that page finds what the first one rebuilt,
 	// not a page zeroed again, and the file now covers it.
-	page, done, err = bp.LockForRedo(8, 5, false)
+	page, done, err = bp.LockForRedo(8, 5, ReadNormal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestLockForRedo(t *testing.T) {
 	if err := bp.DropRelation(1); err != nil { // forget the cached copy
 		t.Fatal(err)
 	}
-	page, done, err = bp.LockForRedo(1, 0, true)
+	page, done, err = bp.LockForRedo(1, 0, ReadZeroAndLock)
 	if err != nil {
 		t.Fatalf("zero redo of a damaged page: %v", err)
 	}
@@ -257,7 +257,7 @@ func TestLockForRedo(t *testing.T) {
 		blk base.BlockNum
 		ver uint64
 	}{{1, 0, 4}, {1, 1, 9}, {8, 5, 1}} {
-		if err := bp.WithPage(c.rel, c.blk, false, func(p Page) (bool, error) { return false, checkStamp(p, c.blk, c.ver) }); err != nil {
+		if err := bp.WithPage(c.rel, c.blk, Shared, func(p Page) (bool, error) { return false, checkStamp(p, c.blk, c.ver) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -311,7 +311,7 @@ func TestCreateNeverTruncatesOnError(t *testing.T) {
 			for _, create := range []func(*Pool) error{
 				func(bp *Pool) error { return bp.Storage().Create(7) },
 				func(bp *Pool) error {
-					_, done, err := bp.LockForRedo(7, 1, false)
+					_, done, err := bp.LockForRedo(7, 1, ReadNormal)
 					if err == nil {
 						done(false)
 					}
@@ -341,7 +341,7 @@ func TestCreateNeverTruncatesOnError(t *testing.T) {
 				t.Fatal(err)
 			}
 			for blk := range base.BlockNum(3) {
-				if err := bp.WithPage(7, blk, false, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) }); err != nil {
+				if err := bp.WithPage(7, blk, Shared, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) }); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -369,7 +369,7 @@ func TestSyncDuringWriteKeepsFileRegistered(t *testing.T) {
 	hfs := &hookFS{FS: mem}
 	bp := openPool(t, hfs, "/db", 16, Config{})
 	createRel(t, bp, 5, 2)
-	if err := bp.WithPage(5, 1, true, func(p Page) (bool, error) { stamp(p, 1, 7); return true, nil }); err != nil {
+	if err := bp.WithPage(5, 1, Exclusive, func(p Page) (bool, error) { stamp(p, 1, 7); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	smgr := bp.Storage()
@@ -396,7 +396,7 @@ func TestSyncDuringWriteKeepsFileRegistered(t *testing.T) {
 	mem.Crash(vfs.CrashOptions{})
 	bp = openPool(t, mem, "/db", 16, Config{})
 	defer bp.Close()
-	if err := bp.WithPage(5, 1, false, func(p Page) (bool, error) { return false, checkStamp(p, 1, 7) }); err != nil {
+	if err := bp.WithPage(5, 1, Shared, func(p Page) (bool, error) { return false, checkStamp(p, 1, 7) }); err != nil {
 		t.Fatalf("page written before the last Sync was lost in a crash: %v", err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // take it next.
 func dirtyPage(t *testing.T, bp *Pool, rel base.RelFileNode, blk base.BlockNum, ver uint64) {
 	t.Helper()
-	if err := bp.WithPage(rel, blk, true, func(p Page) (bool, error) { stamp(p, blk, ver); return true, nil }); err != nil {
+	if err := bp.WithPage(rel, blk, Exclusive, func(p Page) (bool, error) { stamp(p, blk, ver); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	d := &bp.descs[findBuffer(t, bp, rel, blk)]
@@ -107,12 +107,12 @@ func checkHaltedPool(t *testing.T, bp *Pool, mem *vfs.MemFS, halt *base.Halt) {
 	// Reads: block 39 is cached; reading every block makes the sweep
 	// reuse clean buffers and, once, try the dirty one, which must fail
 	// with the halt's error rather than write it.
-	if err := bp.WithPage(1, 39, false, func(p Page) (bool, error) { return false, checkStamp(p, 39, 3) }); err != nil {
+	if err := bp.WithPage(1, 39, Shared, func(p Page) (bool, error) { return false, checkStamp(p, 39, 3) }); err != nil {
 		t.Fatalf("read of a cached page after the halt: %v", err)
 	}
 	sawRefusal := false
 	for blk := range base.BlockNum(39) {
-		err := bp.WithPage(1, blk, false, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) })
+		err := bp.WithPage(1, blk, Shared, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) })
 		switch {
 		case errors.Is(err, base.ErrStopped):
 			sawRefusal = true
@@ -147,7 +147,7 @@ func TestPageWriteErrorIsNotFatal(t *testing.T) {
 			// Bring in other blocks until the sweep takes the dirty buffer.
 			var first error
 			for blk := range base.BlockNum(39) {
-				if err := bp.WithPage(1, blk, false, func(Page) (bool, error) { return false, nil }); err != nil && first == nil {
+				if err := bp.WithPage(1, blk, Shared, func(Page) (bool, error) { return false, nil }); err != nil && first == nil {
 					first = err
 				}
 			}
@@ -195,7 +195,7 @@ func TestPageWriteErrorIsNotFatal(t *testing.T) {
 			mem.Crash(vfs.CrashOptions{})
 			bp = openPool(t, mem, "/db", 16, Config{})
 			defer bp.Close()
-			if err := bp.WithPage(1, 39, false, func(p Page) (bool, error) { return false, checkStamp(p, 39, 5) }); err != nil {
+			if err := bp.WithPage(1, 39, Shared, func(p Page) (bool, error) { return false, checkStamp(p, 39, 5) }); err != nil {
 				t.Fatalf("page after a failed and a good write: %v", err)
 			}
 		})

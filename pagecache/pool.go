@@ -239,17 +239,28 @@ func (bp *Pool) Extend(rel base.RelFileNode, strategy *Strategy) (Buffer, error)
 	return bp.ReadBuffer(rel, blk, ReadZeroAndLock, strategy)
 }
 
-// WithPage pins block blk of rel, locks it (exclusively if exclusive), calls
-// fn, marks the page dirty if fn says so, unlocks and releases, whatever fn
-// returns. It is the way to touch a page that cannot leak a pin. Since it
+// LockMode says how WithPage locks a page's content latch.
+type LockMode int8
+
+const (
+	// Shared takes the latch in share mode: fn only reads the page, and
+	// what it says about dirtying is ignored.
+	Shared LockMode = iota
+	// Exclusive takes the latch exclusively: fn may change the page.
+	Exclusive
+)
+
+// WithPage pins block blk of rel, locks it in mode, calls fn, marks the
+// page dirty if fn says so (Exclusive only), unlocks and releases, whatever
+// fn returns. It is the way to touch a page that cannot leak a pin. Since it
 // marks the page dirty after fn, fn must not WAL-log its change (rule 1).
-func (bp *Pool) WithPage(rel base.RelFileNode, blk base.BlockNum, exclusive bool, fn func(Page) (dirty bool, err error)) error {
+func (bp *Pool) WithPage(rel base.RelFileNode, blk base.BlockNum, mode LockMode, fn func(Page) (dirty bool, err error)) error {
 	b, err := bp.ReadBuffer(rel, blk, ReadNormal, nil)
 	if err != nil {
 		return err
 	}
 	defer b.Release()
-	if !exclusive {
+	if mode == Shared {
 		b.LockShare()
 		defer b.UnlockShare()
 		_, err := fn(b.Page())

@@ -18,7 +18,7 @@ func TestReadWriteAcrossReopen(t *testing.T) {
 	bp := openPool(t, vfs.Default, dir, 16, Config{})
 	createRel(t, bp, 1, 40)
 	for blk := range base.BlockNum(40) {
-		err := bp.WithPage(1, blk, true, func(p Page) (bool, error) {
+		err := bp.WithPage(1, blk, Exclusive, func(p Page) (bool, error) {
 			stamp(p, blk, 1)
 			return true, nil
 		})
@@ -39,7 +39,7 @@ func TestReadWriteAcrossReopen(t *testing.T) {
 		t.Fatalf("NBlocks = %d, %v; want 40", n, err)
 	}
 	for blk := range base.BlockNum(40) {
-		err := bp.WithPage(1, blk, false, func(p Page) (bool, error) {
+		err := bp.WithPage(1, blk, Shared, func(p Page) (bool, error) {
 			return false, checkStamp(p, blk, 1)
 		})
 		if err != nil {
@@ -121,7 +121,7 @@ func TestConcurrentStress(t *testing.T) {
 	verify := func(bp *Pool) {
 		t.Helper()
 		for blk := range base.BlockNum(nblocks) {
-			err := bp.WithPage(7, blk, false, func(p Page) (bool, error) {
+			err := bp.WithPage(7, blk, Shared, func(p Page) (bool, error) {
 				return false, checkStamp(p, blk, versions[blk].Load())
 			})
 			if err != nil {
@@ -168,7 +168,7 @@ func TestPinnedBufferNeverEvicted(t *testing.T) {
 	}
 	// Stream the rest of the relation through the one free buffer.
 	for blk := base.BlockNum(nbuf); blk < 200; blk++ {
-		if err := bp.WithPage(1, blk, false, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) }); err != nil {
+		if err := bp.WithPage(1, blk, Shared, func(p Page) (bool, error) { return false, checkStamp(p, blk, 0) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -200,7 +200,7 @@ func TestPinnedBufferNeverEvicted(t *testing.T) {
 		t.Fatal("read with every buffer pinned hangs")
 	}
 	last.Release()
-	if err := bp.WithPage(1, 151, false, func(Page) (bool, error) { return false, nil }); err != nil {
+	if err := bp.WithPage(1, 151, Shared, func(Page) (bool, error) { return false, nil }); err != nil {
 		t.Fatalf("read after a pin was released: %v", err)
 	}
 	for _, b := range held {
@@ -247,7 +247,7 @@ func TestWALBeforeData(t *testing.T) {
 			r := newRand(seed + uint64(w))
 			for range 500 {
 				blk := base.BlockNum(r.IntN(100))
-				err := bp.WithPage(3, blk, true, func(p Page) (bool, error) {
+				err := bp.WithPage(3, blk, Exclusive, func(p Page) (bool, error) {
 					stamp(p, blk, 1)
 					p.SetLSN(base.LSN(nextLSN.Add(1)))
 					return true, nil
@@ -281,7 +281,7 @@ func TestFlushWALFailureKeepsPageDirty(t *testing.T) {
 	bp := openPool(t, vfs.Default, t.TempDir(), 16, Config{FlushWAL: func(base.LSN) error { return fail }})
 	defer bp.Close()
 	createRel(t, bp, 1, 1)
-	if err := bp.WithPage(1, 0, true, func(p Page) (bool, error) { p.SetLSN(10); return true, nil }); err != nil {
+	if err := bp.WithPage(1, 0, Exclusive, func(p Page) (bool, error) { p.SetLSN(10); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := bp.Checkpoint(nil); !errors.Is(err, fail) {
@@ -321,7 +321,7 @@ func TestRingKeepsHotSet(t *testing.T) {
 			defer bp.Close()
 			for range 3 {
 				for blk := range base.BlockNum(hot) {
-					if err := bp.WithPage(1, blk, false, func(Page) (bool, error) { return false, nil }); err != nil {
+					if err := bp.WithPage(1, blk, Shared, func(Page) (bool, error) { return false, nil }); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -388,7 +388,7 @@ func TestChecksumFailureNamesRelationAndBlock(t *testing.T) {
 		t.Fatalf("stats %+v, pinned %d", bp.Stats(), bp.PinnedBuffers())
 	}
 	// The neighbours are fine, and the failure is reported again, not cached.
-	if err := bp.WithPage(12, 4, false, func(p Page) (bool, error) { return false, checkStamp(p, 4, 0) }); err != nil {
+	if err := bp.WithPage(12, 4, Shared, func(p Page) (bool, error) { return false, checkStamp(p, 4, 0) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bp.ReadBuffer(12, 5, ReadNormal, nil); !errors.Is(err, base.ErrCorrupt) {
@@ -425,7 +425,7 @@ func TestGoHeapStaysSmall(t *testing.T) {
 		b.Release()
 	}
 	for blk := range base.BlockNum(1000) {
-		if err := bp.WithPage(1, blk*100, false, func(p Page) (bool, error) { return false, checkStamp(p, blk*100, 1) }); err != nil {
+		if err := bp.WithPage(1, blk*100, Shared, func(p Page) (bool, error) { return false, checkStamp(p, blk*100, 1) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -446,7 +446,7 @@ func TestBgWriterCleansAheadOfTheClock(t *testing.T) {
 		// Dirty a pool's worth of pages, then let them age to usage zero,
 		// as a clock sweep would.
 		for blk := range base.BlockNum(nbuf) {
-			if err := bp.WithPage(1, blk, true, func(p Page) (bool, error) { stamp(p, blk, 1); return true, nil }); err != nil {
+			if err := bp.WithPage(1, blk, Exclusive, func(p Page) (bool, error) { stamp(p, blk, 1); return true, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -472,7 +472,7 @@ func TestBgWriterCleansAheadOfTheClock(t *testing.T) {
 			// backend no writes.
 			before := bp.Stats().WritesBackend
 			for blk := base.BlockNum(nbuf); blk < 2*nbuf; blk++ {
-				if err := bp.WithPage(1, blk, false, func(Page) (bool, error) { return false, nil }); err != nil {
+				if err := bp.WithPage(1, blk, Shared, func(Page) (bool, error) { return false, nil }); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -505,7 +505,7 @@ func TestCheckpointWritesSortedThenSyncs(t *testing.T) {
 	r := newRand(seed)
 	for range 40 {
 		rel, blk := base.RelFileNode(4+r.IntN(2)), base.BlockNum(r.IntN(30))
-		if err := bp.WithPage(rel, blk, true, func(p Page) (bool, error) { stamp(p, blk, 1); return true, nil }); err != nil {
+		if err := bp.WithPage(rel, blk, Exclusive, func(p Page) (bool, error) { stamp(p, blk, 1); return true, nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -552,7 +552,7 @@ func TestDropRelation(t *testing.T) {
 	bp := openPool(t, vfs.Default, t.TempDir(), 16, Config{})
 	defer bp.Close()
 	createRel(t, bp, 1, 8)
-	if err := bp.WithPage(1, 2, true, func(p Page) (bool, error) { stamp(p, 2, 5); return true, nil }); err != nil {
+	if err := bp.WithPage(1, 2, Exclusive, func(p Page) (bool, error) { stamp(p, 2, 5); return true, nil }); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := bp.ReadBuffer(1, 3, ReadNormal, nil)

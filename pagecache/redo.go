@@ -8,11 +8,12 @@ import (
 // replay (PostgreSQL's XLogReadBufferExtended). A missing relation file is
 // created and a block past the end is supplied as a zero page, because the
 // WAL may describe pages whose writes never reached the disk; only a file
-// known to be missing is created (Storage.Create). With zero the
-// page is not read at all and comes back zeroed: a full-page image will
-// overwrite it, which is also how a torn page is repaired. done unlocks and
-// releases the buffer, marking it dirty first if dirty.
-func (bp *Pool) LockForRedo(rel base.RelFileNode, blk base.BlockNum, zero bool) (page []byte, done func(dirty bool), err error) {
+// known to be missing is created (Storage.Create). mode is ReadNormal or
+// ReadZeroAndLock; with ReadZeroAndLock the page is not read at all and
+// comes back zeroed: a full-page image will overwrite it, which is also how
+// a torn page is repaired. done unlocks and releases the buffer, marking it
+// dirty first if dirty.
+func (bp *Pool) LockForRedo(rel base.RelFileNode, blk base.BlockNum, mode ReadMode) (page []byte, done func(dirty bool), err error) {
 	if err := bp.smgr.Create(rel); err != nil {
 		return nil, nil, err
 	}
@@ -34,7 +35,7 @@ func (bp *Pool) LockForRedo(rel base.RelFileNode, blk base.BlockNum, zero bool) 
 		}
 	}
 	var b Buffer
-	if zero {
+	if mode == ReadZeroAndLock {
 		b, err = bp.ReadBuffer(rel, blk, ReadZeroAndLock, nil)
 		if err != nil {
 			return nil, nil, err

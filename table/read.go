@@ -17,10 +17,11 @@ func (t *Table) Get(key []byte, snap *txn.Snapshot, dst []byte) ([]byte, bool, e
 	if h := TestHooks.AfterLookup; h != nil {
 		h()
 	}
-	v, _, ok, err := t.heap.Get(tid, key, snap, dst)
+	f, ok, err := t.heap.Get(tid, key, snap, dst)
 	if err != nil || !ok {
 		return nil, false, err
 	}
+	v := f.Value
 	if v == nil {
 		v = []byte{}
 	}
@@ -51,13 +52,13 @@ func (it *Iterator) Next(snap *txn.Snapshot) bool {
 	}
 	for it.it.Next() {
 		key := it.it.Key()
-		v, _, ok, err := it.t.heap.Get(it.it.TID(), key, snap, it.value[:0])
+		f, ok, err := it.t.heap.Get(it.it.TID(), key, snap, it.value[:0])
 		if err != nil {
 			it.err = err
 			return false
 		}
 		if ok {
-			it.key, it.value = key, v
+			it.key, it.value = key, f.Value
 			return true
 		}
 	}
@@ -87,14 +88,14 @@ func (t *Table) ForEachNewest(fn func(key []byte, v txn.Version, tid base.TID) e
 	defer it.Close()
 	for it.Next() {
 		key := it.Key()
-		v, tid, ok, err := t.heap.Newest(it.TID(), key)
+		f, ok, err := t.heap.Newest(it.TID(), key)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			continue
 		}
-		if err := fn(key, v, tid); err != nil {
+		if err := fn(key, f.Version, f.TID); err != nil {
 			return err
 		}
 	}

@@ -62,7 +62,7 @@ func (t *Table) acquire(w *Writer, key []byte) (found bool, tg target, err error
 		if err != nil || !found {
 			return false, tg, err
 		}
-		v, tid, ok, err := t.heap.Newest(indexTID, key)
+		f, ok, err := t.heap.Newest(indexTID, key)
 		if err != nil {
 			return false, tg, err
 		}
@@ -73,20 +73,21 @@ func (t *Table) acquire(w *Writer, key []byte) (found bool, tg target, err error
 		if h := TestHooks.AfterNewest; h != nil {
 			h()
 		}
-		check, waitFor, hints, err := txn.CheckWrite(v, snap, t.status)
+		v := f.Version
+		wv, err := txn.CheckWrite(v, snap, t.status)
 		if err != nil {
 			return false, tg, err
 		}
-		switch check {
+		switch wv.Check {
 		case txn.WriteOK:
-			if (v.Mask|hints)&txn.XMinInvalid != 0 {
+			if (v.Mask|wv.Hints)&txn.XMinInvalid != 0 {
 				// v's inserter aborted after Newest passed it: v is not
 				// the row, the version below it is (Newest skips v now).
 				// Judged, v would read as a missing row.
 				continue
 			}
 		case txn.WriteWait:
-			if err := w.Tx.Wait(w.Ctx, waitFor); err != nil {
+			if err := w.Tx.Wait(w.Ctx, wv.Holder); err != nil {
 				return false, tg, err
 			}
 			continue
@@ -94,18 +95,18 @@ func (t *Table) acquire(w *Writer, key []byte) (found bool, tg target, err error
 			if w.ReadCommitted {
 				// The next snapshot sees the commit once the committer has
 				// left the ProcArray; its xid lock goes after that.
-				if err := w.Tx.Wait(w.Ctx, waitFor); err != nil {
+				if err := w.Tx.Wait(w.Ctx, wv.Holder); err != nil {
 					return false, tg, err
 				}
 				continue
 			}
 			return false, tg, fmt.Errorf("%w: key %q", ErrSerialization, truncKey(key))
 		}
-		inserted, deleted, _, err := txn.Judge(v, snap, t.status)
+		j, err := txn.Judge(v, snap, t.status)
 		if err != nil {
 			return false, tg, err
 		}
-		tg.version, tg.tid, tg.live = v, tid, inserted && !deleted
+		tg.version, tg.tid, tg.live = v, f.TID, j.Visible()
 		return true, tg, nil
 	}
 }
@@ -136,14 +137,14 @@ func (t *Table) Put(w *Writer, key, value []byte) (Change, error) {
 			}
 			// A concurrent writer indexed the key first: our version is
 			// garbage; mark it deleted by us and look again.
-			if err := t.heap.SetXmax(tid, key, txn.Version{}, xid, false); err != nil {
+			if err := t.heap.SetXmax(tid, key, txn.Version{}, xid, heap.XmaxDelete); err != nil {
 				return c, err
 			}
 			continue
 		}
 		if tg.live {
 			// Claim the row: mark the current version replaced by us.
-			err := t.heap.SetXmax(tg.tid, key, tg.version, xid, false)
+			err := t.heap.SetXmax(tg.tid, key, tg.version, xid, heap.XmaxDelete)
 			if errors.Is(err, heap.ErrXmaxChanged) {
 				continue // another writer got there first
 			}
@@ -162,7 +163,7 @@ func (t *Table) Put(w *Writer, key, value []byte) (Change, error) {
 			c.Inserted = ok && !tg.live
 			return c, err
 		}
-		if err := t.heap.SetXmax(tid, key, txn.Version{}, xid, false); err != nil {
+		if err := t.heap.SetXmax(tid, key, txn.Version{}, xid, heap.XmaxDelete); err != nil {
 			return c, err
 		}
 	}
@@ -180,7 +181,7 @@ func (t *Table) Delete(w *Writer, key []byte) (bool, error) {
 		if err != nil || !found || !tg.live {
 			return false, err
 		}
-		err = t.heap.SetXmax(tg.tid, key, tg.version, xid, false)
+		err = t.heap.SetXmax(tg.tid, key, tg.version, xid, heap.XmaxDelete)
 		if errors.Is(err, heap.ErrXmaxChanged) {
 			continue
 		}
@@ -205,7 +206,7 @@ func (t *Table) LockRow(w *Writer, key []byte) (value []byte, found bool, err er
 			return nil, false, nil
 		}
 		if tg.version.XMax != xid {
-			err = t.heap.SetXmax(tg.tid, key, tg.version, xid, true)
+			err = t.heap.SetXmax(tg.tid, key, tg.version, xid, heap.XmaxLockOnly)
 			if errors.Is(err, heap.ErrXmaxChanged) {
 				continue
 			}

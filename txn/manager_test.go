@@ -473,9 +473,9 @@ func TestConflictWaitOutlastsProcArray(t *testing.T) {
 	<-inWindow
 
 	v := Version{XMin: FrozenXID, XMax: cx}
-	check, waitFor, _, err := CheckWrite(v, &before, m)
-	if err != nil || check != WriteConflict || waitFor != cx {
-		t.Fatalf("CheckWrite = %v, wait %d, %v; want conflict with %d", check, waitFor, err, cx)
+	wv, err := CheckWrite(v, &before, m)
+	if err != nil || wv.Check != WriteConflict || wv.Holder != cx {
+		t.Fatalf("CheckWrite = %v, wait %d, %v; want conflict with %d", wv.Check, wv.Holder, err, cx)
 	}
 	var again Snapshot
 	if err := writer.Snapshot(&again); err != nil {
@@ -485,7 +485,7 @@ func TestConflictWaitOutlastsProcArray(t *testing.T) {
 		t.Fatal("a snapshot taken before the committer left the ProcArray does not list it; the window this test is about is gone")
 	}
 	waited := make(chan error, 1)
-	go func() { waited <- writer.Wait(context.Background(), waitFor) }()
+	go func() { waited <- writer.Wait(context.Background(), wv.Holder) }()
 	select {
 	case err := <-waited:
 		t.Fatalf("Wait returned (%v) while the committer was still in the ProcArray", err)
@@ -504,8 +504,8 @@ func TestConflictWaitOutlastsProcArray(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if check, _, _, _ := CheckWrite(v, &again, m); check != WriteOK {
-		t.Fatalf("after the wait CheckWrite = %v, want ok", check)
+	if wv, _ := CheckWrite(v, &again, m); wv.Check != WriteOK {
+		t.Fatalf("after the wait CheckWrite = %v, want ok", wv.Check)
 	}
 	writer.Rollback()
 }

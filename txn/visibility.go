@@ -82,39 +82,57 @@ type StatusSource interface {
 // ever bits about transactions whose outcome is final and, for commits,
 // durable. This is PostgreSQL's HeapTupleSatisfiesMVCC with 64-bit xids.
 func Visible(v Version, s *Snapshot, src StatusSource) (visible bool, hints Infomask, err error) {
-	inserted, deleted, hints, err := Judge(v, s, src)
-	return inserted && !deleted, hints, err
+	j, err := Judge(v, s, src)
+	return j.Visible(), j.Hints, err
 }
 
+// Judgement is Judge's verdict on one version for one snapshot.
+type Judgement struct {
+	// Inserted: the snapshot sees the insert of the version.
+	Inserted bool
+	// Deleted: the snapshot also sees a deletion of it (a lock-only xmax
+	// never deletes).
+	Deleted bool
+	// Hints are the hint bits that may now be set on the version, as
+	// Visible returns them.
+	Hints Infomask
+}
+
+// Visible reports whether the snapshot sees the version: inserted and not
+// deleted.
+func (j Judgement) Visible() bool { return j.Inserted && !j.Deleted }
+
 // Judge splits Visible's answer in two, which a walk down a version chain
-// needs: inserted says s sees the insert of v; deleted says s also sees a
-// deletion of it. A reader that finds inserted && deleted stops (the row was
-// gone at its snapshot); one that finds !inserted moves on to the older
-// version.
-func Judge(v Version, s *Snapshot, src StatusSource) (inserted, deleted bool, hints Infomask, err error) {
+// needs: Inserted says s sees the insert of v; Deleted says s also sees a
+// deletion of it. A reader that finds Inserted && Deleted stops (the row was
+// gone at its snapshot); one that finds !Inserted moves on to the older
+// version. The Judgement is returned by value: Judge runs once per version
+// read and allocates nothing.
+func Judge(v Version, s *Snapshot, src StatusSource) (Judgement, error) {
+	var hints Infomask
 	// Was the inserting transaction committed, as far as s is concerned?
 	switch {
 	case v.Mask&XMinInvalid != 0:
-		return false, false, 0, nil
+		return Judgement{}, nil
 	case v.XMin == FrozenXID:
 		// Committed for everyone.
 	case v.Mask&XMinCommitted != 0:
 		if s.InProgressAt(v.XMin) {
-			return false, false, 0, nil
+			return Judgement{}, nil
 		}
 	case s.IsOwn(v.XMin):
 		// Inserted by us: visible unless we deleted it ourselves (a delete
 		// by a rolled-back subtransaction of ours does not count).
 		if v.XMax == base.InvalidXID || v.Mask&(XMaxInvalid|XMaxLockOnly) != 0 {
-			return true, false, 0, nil
+			return Judgement{Inserted: true}, nil
 		}
-		return true, s.IsOwn(v.XMax), 0, nil
+		return Judgement{Inserted: true, Deleted: s.IsOwn(v.XMax)}, nil
 	case s.InProgressAt(v.XMin):
-		return false, false, 0, nil
+		return Judgement{}, nil
 	default:
 		st, err := src.Status(v.XMin)
 		if err != nil {
-			return false, false, 0, err
+			return Judgement{}, err
 		}
 		switch st {
 		case Committed:
@@ -122,42 +140,42 @@ func Judge(v Version, s *Snapshot, src StatusSource) (inserted, deleted bool, hi
 				hints |= XMinCommitted
 			}
 		case Aborted:
-			return false, false, XMinInvalid, nil
+			return Judgement{Hints: XMinInvalid}, nil
 		default:
 			// Not running at snapshot time yet not committed: it crashed
 			// (recovery marks such xids aborted) or is a subtransaction
 			// of a transaction still running. Either way, unseen.
-			return false, false, 0, nil
+			return Judgement{}, nil
 		}
 	}
 
 	// The insert is seen. Did a deletion we can see follow it?
 	if v.XMax == base.InvalidXID || v.Mask&(XMaxInvalid|XMaxLockOnly) != 0 {
-		return true, false, hints, nil
+		return Judgement{Inserted: true, Hints: hints}, nil
 	}
 	if v.Mask&XMaxCommitted != 0 {
-		return true, !s.InProgressAt(v.XMax), hints, nil
+		return Judgement{Inserted: true, Deleted: !s.InProgressAt(v.XMax), Hints: hints}, nil
 	}
 	if s.IsOwn(v.XMax) {
-		return true, true, hints, nil
+		return Judgement{Inserted: true, Deleted: true, Hints: hints}, nil
 	}
 	if s.InProgressAt(v.XMax) {
-		return true, false, hints, nil
+		return Judgement{Inserted: true, Hints: hints}, nil
 	}
 	st, err := src.Status(v.XMax)
 	if err != nil {
-		return false, false, 0, err
+		return Judgement{}, err
 	}
 	switch st {
 	case Committed:
 		if src.IsDurable(v.XMax) {
 			hints |= XMaxCommitted
 		}
-		return true, true, hints, nil
+		return Judgement{Inserted: true, Deleted: true, Hints: hints}, nil
 	case Aborted:
-		return true, false, hints | XMaxInvalid, nil
+		return Judgement{Inserted: true, Hints: hints | XMaxInvalid}, nil
 	default:
-		return true, false, hints, nil // the deleter crashed
+		return Judgement{Inserted: true, Hints: hints}, nil // the deleter crashed
 	}
 }
 
@@ -184,14 +202,25 @@ func (w WriteCheck) String() string {
 	return [...]string{"ok", "wait", "conflict"}[w]
 }
 
+// WriteVerdict is CheckWrite's answer for one version.
+type WriteVerdict struct {
+	// Check says what the writer may do.
+	Check WriteCheck
+	// Holder is the other transaction: with WriteWait the xid to wait
+	// for, with WriteConflict the committed xid the snapshot missed;
+	// InvalidXID with WriteOK.
+	Holder base.XID
+	// Hints are the hint bits that may now be set on the version, as
+	// Visible returns them.
+	Hints Infomask
+}
+
 // CheckWrite classifies the newest version v of a row for a writer with
-// snapshot s (PostgreSQL's HeapTupleSatisfiesUpdate). With WriteWait it
-// returns the xid to wait for; with WriteConflict, the committed xid the
-// snapshot missed. lockOnly says the writer only wants a row
-// lock of the same strength as an existing lock-only xmax. Versions whose
-// insert aborted are WriteOK: the row is free (the caller skips them to find
-// the row's real current version).
-func CheckWrite(v Version, s *Snapshot, src StatusSource) (WriteCheck, base.XID, Infomask, error) {
+// snapshot s (PostgreSQL's HeapTupleSatisfiesUpdate); see WriteVerdict.
+// Versions whose insert aborted are WriteOK: the row is free (the caller
+// skips them to find the row's real current version). The verdict is
+// returned by value and nothing is allocated.
+func CheckWrite(v Version, s *Snapshot, src StatusSource) (WriteVerdict, error) {
 	var hints Infomask
 	inserted := func() (WriteCheck, base.XID, bool, error) {
 		switch {
@@ -226,40 +255,40 @@ func CheckWrite(v Version, s *Snapshot, src StatusSource) (WriteCheck, base.XID,
 		}
 	}
 	if w, xid, done, err := inserted(); done || err != nil {
-		return w, xid, hints, err
+		return WriteVerdict{Check: w, Holder: xid, Hints: hints}, err
 	}
 
 	if v.XMax == base.InvalidXID || v.Mask&XMaxInvalid != 0 || s.IsOwn(v.XMax) {
-		return WriteOK, 0, hints, nil
+		return WriteVerdict{Check: WriteOK, Hints: hints}, nil
 	}
 	if v.Mask&XMaxCommitted != 0 {
 		if v.Mask&XMaxLockOnly != 0 {
-			return WriteOK, 0, hints, nil // the locker is gone
+			return WriteVerdict{Check: WriteOK, Hints: hints}, nil // the locker is gone
 		}
 		if s.InProgressAt(v.XMax) {
-			return WriteConflict, v.XMax, hints, nil
+			return WriteVerdict{Check: WriteConflict, Holder: v.XMax, Hints: hints}, nil
 		}
-		return WriteOK, 0, hints, nil // deleted before our snapshot: the key is free
+		return WriteVerdict{Check: WriteOK, Hints: hints}, nil // deleted before our snapshot: the key is free
 	}
 	st, err := src.Status(v.XMax)
 	if err != nil {
-		return 0, 0, hints, err
+		return WriteVerdict{Hints: hints}, err
 	}
 	switch st {
 	case Aborted:
-		return WriteOK, 0, hints | XMaxInvalid, nil
+		return WriteVerdict{Check: WriteOK, Hints: hints | XMaxInvalid}, nil
 	case Committed:
 		if src.IsDurable(v.XMax) {
 			hints |= XMaxCommitted
 		}
 		if v.Mask&XMaxLockOnly != 0 {
-			return WriteOK, 0, hints, nil
+			return WriteVerdict{Check: WriteOK, Hints: hints}, nil
 		}
 		if s.InProgressAt(v.XMax) {
-			return WriteConflict, v.XMax, hints, nil
+			return WriteVerdict{Check: WriteConflict, Holder: v.XMax, Hints: hints}, nil
 		}
-		return WriteOK, 0, hints, nil
+		return WriteVerdict{Check: WriteOK, Hints: hints}, nil
 	default:
-		return WriteWait, v.XMax, hints, nil
+		return WriteVerdict{Check: WriteWait, Holder: v.XMax, Hints: hints}, nil
 	}
 }

@@ -125,12 +125,12 @@ func TestCheckWrite(t *testing.T) {
 	s, f := testWorld()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, wait, _, err := CheckWrite(tt.v, s, f)
+			got, err := CheckWrite(tt.v, s, f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want || wait != tt.wait {
-				t.Fatalf("CheckWrite = %v (wait %d), want %v (wait %d)", got, wait, tt.want, tt.wait)
+			if got.Check != tt.want || got.Holder != tt.wait {
+				t.Fatalf("CheckWrite = %v (wait %d), want %v (wait %d)", got.Check, got.Holder, tt.want, tt.wait)
 			}
 		})
 	}

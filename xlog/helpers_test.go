@@ -121,7 +121,7 @@ func (p *fakePages) fromDisk() *fakePages {
 	return q
 }
 
-func (p *fakePages) LockForRedo(rel base.RelFileNode, blk base.BlockNum, zero bool) ([]byte, func(bool), error) {
+func (p *fakePages) LockForRedo(rel base.RelFileNode, blk base.BlockNum, mode pagecache.ReadMode) ([]byte, func(bool), error) {
 	p.mu.Lock()
 	k := pageKey{rel, blk}
 	pg := p.buf[k]
@@ -129,7 +129,7 @@ func (p *fakePages) LockForRedo(rel base.RelFileNode, blk base.BlockNum, zero bo
 		pg = make([]byte, pagecache.BlockSize)
 		p.buf[k] = pg
 	}
-	if zero {
+	if mode == pagecache.ReadZeroAndLock {
 		clear(pg)
 	}
 	return pg, func(bool) { p.mu.Unlock() }, nil

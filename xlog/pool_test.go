@@ -170,7 +170,7 @@ func runPoolCrash(t *testing.T, seed int64) error {
 		if min == 0 {
 			continue
 		}
-		err := pool.WithPage(poolRel, blk, false, func(p pagecache.Page) (bool, error) {
+		err := pool.WithPage(poolRel, blk, pagecache.Shared, func(p pagecache.Page) (bool, error) {
 			ver := binary.LittleEndian.Uint64(p[verOff:])
 			if ver < min {
 				return false, fmt.Errorf("block %d at version %d, flushed WAL had version %d", blk, ver, min)

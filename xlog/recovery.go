@@ -11,9 +11,10 @@ import (
 // Pages is what xlog needs from the shared buffer pool.
 type Pages interface {
 	// LockForRedo pins and exclusively locks block blk of rel, extending the relation if needed.
-	// With zero the old contents need not be read (a full-page image will overwrite them; the page comes back zeroed).
+	// mode is pagecache.ReadNormal or pagecache.ReadZeroAndLock; with ReadZeroAndLock the old contents need not be read
+	// (a full-page image will overwrite them; the page comes back zeroed).
 	// done unlocks and unpins; dirty says whether the page was changed.
-	LockForRedo(rel base.RelFileNode, blk base.BlockNum, zero bool) (page []byte, done func(dirty bool), err error)
+	LockForRedo(rel base.RelFileNode, blk base.BlockNum, mode pagecache.ReadMode) (page []byte, done func(dirty bool), err error)
 	// Checkpoint writes every dirty buffer (sorted by file and block, paced by progress) and fsyncs every file written since the last checkpoint.
 	Checkpoint(progress func(done, total int)) error
 }
@@ -61,7 +62,11 @@ func (c *RedoContext) RedoBlock(rec *Record, i int, apply func(page []byte, ref 
 	if c.Pages == nil {
 		return false, fmt.Errorf("xlog: redo of %s: block reference needs Pages, recovery has none", rec.LSN)
 	}
-	page, done, err := c.Pages.LockForRedo(ref.Rel, ref.Block, ref.Kind == BlockImage)
+	mode := pagecache.ReadNormal
+	if ref.Kind == BlockImage {
+		mode = pagecache.ReadZeroAndLock
+	}
+	page, done, err := c.Pages.LockForRedo(ref.Rel, ref.Block, mode)
 	if err != nil {
 		return false, fmt.Errorf("xlog: redo of %s: rel %d block %d: %w", rec.LSN, ref.Rel, ref.Block, err)
 	}
