@@ -59,7 +59,12 @@
 //     aborts every transaction that never finished.
 //  4. The checkpoint hook also records NextXID (after waiting out a
 //     reservation in progress), the oldest xid running, and the prepared
-//     transactions, in the checkpoint record's "txn" section.
+//     transactions, in the checkpoint record's "txn" section. The oldest
+//     running xid is taken before the CLOG is written: an abort whose
+//     record lies before the redo point but whose bits are set after the
+//     write ended after that moment, so its xid is at or above the oldest
+//     and recovery (rule 5) marks it aborted. Taken after the write, such
+//     an xid could be below it and stay "in progress" for ever.
 //  5. Recovery replays zero-page, commit, abort, savepoint-abort, prepare
 //     and prepared-commit/abort records into the CLOG; then Recovered sets
 //     the counter, marks every xid from the checkpoint's oldest running one

@@ -10,6 +10,10 @@ import (
 
 // checkpoint is the manager's checkpoint hook: it makes the CLOG durable
 // and records its section of the checkpoint (appendCheckpointState).
+// testHookAfterCLOGCheckpoint, when set by a test, runs in the checkpoint
+// hook right after the CLOG pages were written.
+var testHookAfterCLOGCheckpoint func()
+
 func (m *Manager) checkpoint(redo base.LSN, cp *xlog.CheckpointData) error {
 	// After a fatal error nothing in memory may be made durable as the
 	// state at a redo point, and a committer stuck with an unknown outcome
@@ -19,18 +23,29 @@ func (m *Manager) checkpoint(redo base.LSN, cp *xlog.CheckpointData) error {
 	}
 	m.ckptDelay.Lock()
 	m.ckptDelay.Unlock() //nolint:staticcheck // waiting out in-flight commits is the point
+	// The oldest xid that may be running, taken BEFORE the CLOG is written:
+	// an xid that ends after this sets its CLOG bits after it, perhaps
+	// after the write below, and its abort record may lie before the redo
+	// point, so recovery must look at it (Recovered marks what it finds in
+	// progress from oldest up aborted). An xid that ended before this has
+	// set its bits, which the write below includes. (A commit in the same
+	// window is held off by ckptDelay above, so it is never taken for
+	// crashed.)
+	oldest := base.XID(m.next.Load())
+	for _, x := range m.procs.Running() {
+		oldest = min(oldest, x)
+	}
 	if err := m.clog.Checkpoint(); err != nil {
 		return err
+	}
+	if testHookAfterCLOGCheckpoint != nil {
+		testHookAfterCLOGCheckpoint()
 	}
 	// A reservation in progress may have logged its page before the redo
 	// point; wait for it, so NextXID covers it.
 	m.reserve.Lock()
 	reserved := base.XID(m.reserved.Load())
 	m.reserve.Unlock()
-	oldest := base.XID(m.next.Load())
-	for _, x := range m.procs.Running() {
-		oldest = min(oldest, x)
-	}
 	cp.NextXID = reserved
 	m.prepMu.Lock()
 	preps := make([]preparedRecord, 0, len(m.prepared))

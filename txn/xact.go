@@ -265,6 +265,10 @@ func (tx *Tx) Rollback() error {
 	return tx.end(Aborted, end)
 }
 
+// testHookBeforeEnd, when set by a test, runs at the start of end, after
+// the commit or abort record was written and before the CLOG update.
+var testHookBeforeEnd func(xid base.XID)
+
 // testHookBeforeEndXID, when set by a test, runs in end between the CLOG
 // update and leaving the ProcArray.
 var testHookBeforeEndXID func(xid base.XID)
@@ -276,6 +280,9 @@ var testHookBeforeEndXID func(xid base.XID)
 // with no outcome in memory, which only recovery can give it, and the
 // stop's error is what its waiters get.
 func (tx *Tx) end(st Status, lsn base.LSN) error {
+	if testHookBeforeEnd != nil {
+		testHookBeforeEnd(tx.xid)
+	}
 	m := tx.m
 	subs := tx.proc.subs()
 	xids := append(slices.Clone(subs), tx.xid)
