@@ -107,9 +107,6 @@ func (db *DB) Begin(ctx context.Context, opts TxOptions) (*Tx, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if err := db.txm.Err(); err != nil {
-		return nil, err
-	}
 	return &Tx{db: db, ctx: ctx, t: db.txm.Begin(), opts: opts}, nil
 }
 

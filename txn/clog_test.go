@@ -119,10 +119,7 @@ func TestCLOGWALBeforePage(t *testing.T) {
 
 func TestCLOGSetStatusAcrossPagesIsAtomic(t *testing.T) {
 	fs := vfs.NewMemFS()
-	c, err := OpenCLOG(fs, "/db/clog", 2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openTestCLOG(t, fs, 2)
 	xids := []base.XID{10, xidsPerPage + 10}
 	if err := c.SetStatus(xids, Committed, 0); err != nil {
 		t.Fatal(err)
@@ -136,10 +133,7 @@ func TestCLOGSetStatusAcrossPagesIsAtomic(t *testing.T) {
 
 func TestCLOGTruncate(t *testing.T) {
 	fs := vfs.NewMemFS()
-	c, err := OpenCLOG(fs, "/db/clog", 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openTestCLOG(t, fs, 4)
 	perSeg := base.XID(xidsPerPage * pagesPerSegment)
 	for _, x := range []base.XID{1, perSeg + 1, 2*perSeg + 1} {
 		if err := c.SetStatus([]base.XID{x}, Committed, 0); err != nil {
@@ -168,10 +162,7 @@ func TestCLOGTruncate(t *testing.T) {
 // however strconv would parse it.
 func TestCLOGTruncateLeavesStrayFiles(t *testing.T) {
 	fs := vfs.NewMemFS()
-	c, err := OpenCLOG(fs, "/db/clog", 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openTestCLOG(t, fs, 4)
 	if err := c.SetStatus([]base.XID{1}, Committed, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -239,10 +230,7 @@ func BenchmarkCLOGStatus(b *testing.B) {
 // was cleared before the sync, and the next checkpoint succeeded).
 func TestCLOGFailedSyncIsSticky(t *testing.T) {
 	fs := vfs.NewMemFS()
-	c, err := OpenCLOG(fs, "/db/clog", 2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openTestCLOG(t, fs, 2)
 	if err := c.ZeroPage(0); err != nil {
 		t.Fatal(err)
 	}
@@ -320,10 +308,7 @@ func TestCLOGFailedSyncStopsHalt(t *testing.T) {
 // (found by kv's power-loss sweep).
 func TestCLOGCheckpointMakesSegmentNamesDurable(t *testing.T) {
 	fs := vfs.NewMemFS()
-	c, err := OpenCLOG(fs, "/db/clog", 2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openTestCLOG(t, fs, 2)
 	if err := c.ZeroPage(0); err != nil {
 		t.Fatal(err)
 	}
@@ -338,11 +323,18 @@ func TestCLOGCheckpointMakesSegmentNamesDurable(t *testing.T) {
 		t.Fatalf("checkpoint after the write error cleared: %v", err)
 	}
 	fs.Crash(vfs.CrashOptions{Seed: 1}) // only what was made durable survives
-	c, err = OpenCLOG(fs, "/db/clog", 2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = openTestCLOG(t, fs, 2)
 	if st, err := c.Status(5); err != nil || st != Committed {
 		t.Fatalf("xid 5 after the checkpoint and a power loss: %v, %v", st, err)
 	}
+}
+
+// openTestCLOG opens the CLOG of /db with nslots page slots and no WAL.
+func openTestCLOG(t testing.TB, fs vfs.FS, nslots int) *CLOG {
+	t.Helper()
+	c, err := OpenCLOG(fs, "/db/clog", nslots, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
