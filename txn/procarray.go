@@ -227,6 +227,33 @@ func (pa *ProcArray) Horizon() base.XID {
 	return h
 }
 
+// OldestRunning returns the smallest xid that is running or may still be
+// handed out, given next, the xid counter read by the caller BEFORE this
+// call: every xid at or above next is handed out later, and every xid below
+// it was taken from the counter by a proc already marked assigning (which
+// this waits out, as TakeSnapshot does) or already published. So an xid
+// below the result has ended by the time this returns, with its outcome in
+// the commit log. (Running, which skips assigning procs, cannot tell that:
+// an xid taken from the counter but not yet published is missed.)
+func (pa *ProcArray) OldestRunning(next base.XID) base.XID {
+	oldest := next
+	for _, q := range *pa.procsView.Load() {
+		v := q.xid.Load()
+		for spins := 0; v == assigning; spins++ {
+			if spins > 20 {
+				runtime.Gosched()
+			}
+			v = q.xid.Load()
+		}
+		// A subtransaction's xid is larger than its parent's, which is
+		// published first, so the parent's bounds it.
+		if v != 0 {
+			oldest = min(oldest, base.XID(v))
+		}
+	}
+	return oldest
+}
+
 // Running returns the xids of the running transactions (for tests and
 // stats).
 func (pa *ProcArray) Running() []base.XID {

@@ -31,10 +31,7 @@ func (m *Manager) checkpoint(redo base.LSN, cp *xlog.CheckpointData) error {
 	// set its bits, which the write below includes. (A commit in the same
 	// window is held off by ckptDelay above, so it is never taken for
 	// crashed.)
-	oldest := base.XID(m.next.Load())
-	for _, x := range m.procs.Running() {
-		oldest = min(oldest, x)
-	}
+	oldest := m.procs.OldestRunning(base.XID(m.next.Load()))
 	if err := m.clog.Checkpoint(); err != nil {
 		return err
 	}

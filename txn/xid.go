@@ -7,6 +7,10 @@ import (
 	"github.com/heapkv/heapkv/xlog"
 )
 
+// testHookXIDTaken, when set by a test, runs in allocXID right after the
+// xid was taken from the counter, before it is published.
+var testHookXIDTaken func(x base.XID)
+
 // allocXID hands out a new xid to p (as its top xid, or as a subtransaction
 // xid when sub). It takes no lock unless the xid is the first of a CLOG
 // page, which must be zeroed and logged before any xid on it is used.
@@ -18,6 +22,9 @@ func (m *Manager) allocXID(p *Proc, sub bool) (base.XID, error) {
 		m.procs.BeginAssign(p)
 	}
 	x := base.XID(m.next.Add(1) - 1)
+	if testHookXIDTaken != nil {
+		testHookXIDTaken(x)
+	}
 	if x >= base.XID(m.reserved.Load()) {
 		if err := m.reserveThrough(x); err != nil {
 			if !sub {
