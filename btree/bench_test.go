@@ -9,6 +9,7 @@ import (
 
 	gbtree "github.com/google/btree"
 
+	"github.com/heapkv/heapkv/internal/base"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/xlog"
 )
@@ -24,7 +25,7 @@ const benchKeys = 1_000_000
 func benchWAL() xlog.Config {
 	return xlog.Config{
 		WALBuffers:        16 << 20,
-		SynchronousCommit: xlog.Off,
+		SynchronousCommit: base.Off,
 		CheckpointTimeout: time.Hour,
 		MaxWALSize:        1 << 40,
 	}

@@ -48,7 +48,7 @@ func TestRedoRebuildsPages(t *testing.T) {
 		fs := vfs.NewMemFS()
 		walCfg := xlog.Config{WALCompression: xlog.Compression(round % 3)}
 		if round%2 == 1 {
-			walCfg.FullPageWrites = xlog.Off
+			walCfg.FullPageWrites = base.Off
 		}
 		e := openEnv(t, fs, envConfig{poolPages: 16 + rng.IntN(48), wal: walCfg})
 		type row struct {
@@ -152,7 +152,7 @@ func TestRedoRebuildsPages(t *testing.T) {
 				r.mustClose(t)
 				// Torn pages need full-page writes to be repaired.
 				tear := 0.3
-				if walCfg.FullPageWrites == xlog.Off {
+				if walCfg.FullPageWrites == base.Off {
 					tear = 0
 				}
 				next.Crash(vfs.CrashOptions{Seed: seed + 1, KeepUnsynced: 0.5, TearProbability: tear})

@@ -158,69 +158,29 @@ func lockDir(fsys vfs.FS, dir string) (io.Closer, error) {
 	return l, nil
 }
 
-// openEngine wires the subsystems and runs recovery: buffer pool, WAL,
+// openEngine wires the subsystems and runs recovery: WAL, buffer pool,
 // transaction manager, access methods' redo, replay, then the catalog.
 func (db *DB) openEngine() error {
 	c := db.cfg
-	logger := c.Logger
 	smgr, err := pagecache.OpenStorage(db.fs, db.dir)
 	if err != nil {
 		return err
 	}
-	maxPages := c.BgWriterLRUMaxPages
-	if maxPages == 0 {
-		maxPages = -1 // bgwriter_lru_maxpages = 0 turns writing off
-	}
-	db.pool, err = pagecache.NewPool(smgr, pagecache.Config{
-		SharedBuffers:         int(c.SharedBuffers),
-		Halt:                  db.halt,
-		FlushWAL:              func(lsn base.LSN) error { return db.wal.Flush(lsn) },
-		DisableChecksums:      c.DataChecksums == Disabled,
-		BgWriterDelay:         c.BgWriterDelay,
-		BgWriterLRUMaxPages:   maxPages,
-		BgWriterLRUMultiplier: c.BgWriterLRUMultiplier,
-		Logger:                logger,
-	})
+	// The log comes first and the pool's callback into it is a method
+	// value, so nothing depends on a closure reading a field set later.
+	db.wal, err = xlog.Open(db.fs, db.dir, c.walConfig(db.halt))
 	if err != nil {
 		return err
 	}
-	comp := map[string]xlog.Compression{"off": xlog.CompressionNone, "": xlog.CompressionNone, "s2": xlog.CompressionS2, "zstd": xlog.CompressionZstd}[c.WALCompression]
-	sync := xlog.On
-	if c.SynchronousCommit == SyncOff {
-		sync = xlog.Off
-	}
-	fpw := xlog.On
-	if c.FullPageWrites == Disabled {
-		fpw = xlog.Off
-	}
-	db.wal, err = xlog.Open(db.fs, db.dir, xlog.Config{
-		WALBuffers:         int(c.walBuffers()),
-		SegmentSize:        c.walSegmentSize,
-		CommitDelay:        c.CommitDelay,
-		CommitSiblings:     c.CommitSiblings,
-		ActiveTransactions: func() int { return db.txm.Active() },
-		WALWriterDelay:     c.WALWriterDelay,
-		SynchronousCommit:  sync,
-		FullPageWrites:     fpw,
-		WALCompression:     comp,
-		CheckpointTimeout:  c.CheckpointTimeout,
-		MaxWALSize:         c.MaxWALSize,
-		Halt:               db.halt,
-		Logger:             logger,
-	})
+	db.pool, err = pagecache.NewPool(smgr, c.poolConfig(db.halt, db.wal.Flush))
 	if err != nil {
 		return err
 	}
-	db.txm, err = txn.NewManager(db.fs, db.dir, db.wal, txn.Config{
-		CLOGBuffers:     int(max(c.TransactionBuffers/8192, 2)),
-		DeadlockTimeout: c.DeadlockTimeout,
-		LockTimeout:     c.LockTimeout,
-		Halt:            db.halt,
-		Logger:          logger,
-	})
+	db.txm, err = txn.NewManager(db.fs, db.dir, db.wal, c.txnConfig(db.halt))
 	if err != nil {
 		return err
 	}
+	db.wal.SetActiveTransactions(db.txm.Active)
 	if err := table.RegisterRedo(db.wal); err != nil {
 		return err
 	}

@@ -7,11 +7,19 @@
 //
 // # Structure
 //
-// Open wires the subsystems, bottom up: the shared buffer pool
-// (pagecache) over the relation files, the write-ahead log (xlog) whose
-// Flush the pool calls before writing a dirty page, the transaction manager
-// (txn) with its commit log, and the table layer, whose two access
-// methods, heap and btree, register their WAL redo (table.RegisterRedo).
+// Settings are resolved once (settings.go): compiled-in defaults, which
+// are the subsystems' own named constants, then DIR/heapkv.conf, then the
+// Options the program set; the result yields one finished Config per
+// subsystem (poolConfig, walConfig, txnConfig), where PostgreSQL spellings
+// that differ from a subsystem's zero-means-default are translated.
+//
+// Open wires the subsystems: the write-ahead log (xlog), the shared buffer
+// pool (pagecache) over the relation files, given the log's Flush to call
+// before writing a dirty page, the transaction manager (txn) with its
+// commit log, which logs through the log and is then handed to it as the
+// count of active transactions (SetActiveTransactions, for
+// commit_siblings), and the table layer, whose two access methods, heap
+// and btree, register their WAL redo (table.RegisterRedo).
 // Then WAL recovery replays from the last checkpoint, the transaction
 // manager aborts what never finished and restores prepared transactions,
 // and the catalog is opened.

@@ -5,44 +5,43 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/heapkv/heapkv/internal/base"
 )
 
-// SyncMode is synchronous_commit. The zero value, SyncOn, is PostgreSQL's
-// default: Commit returns once the commit record is durable.
-type SyncMode int8
+// Toggle is an on/off setting. Its zero value, Enabled, is the default of
+// every toggle heapkv has, so that a zero Options means the defaults. It is
+// the engine's one on/off type, shared with the subsystems' configs.
+type Toggle = base.Toggle
+
+const (
+	// Enabled (on) is the zero value.
+	Enabled = base.On
+	// Disabled turns the setting off.
+	Disabled = base.Off
+)
+
+// SyncMode is synchronous_commit, a Toggle. The zero value, SyncOn, is
+// PostgreSQL's default: Commit returns once the commit record is durable.
+type SyncMode = base.Toggle
 
 const (
 	// SyncOn waits for the commit record to be flushed (group commit).
-	SyncOn SyncMode = iota
+	SyncOn = base.On
 	// SyncOff returns at once; the WAL writer flushes within
 	// WALWriterDelay. A crash may lose the last commits, never corrupt.
-	SyncOff
+	SyncOff = base.Off
 )
 
-func (m SyncMode) String() string {
-	if m == SyncOff {
-		return "off"
-	}
-	return "on"
-}
-
-// Toggle is an on/off setting whose zero value is on (the setting's
-// default), so that a zero Options means the defaults.
-type Toggle int8
-
+// Defaults of the settings whose subsystems are not built yet; the others'
+// are declared in their subsystems (pagecache, xlog, txn). Each moves to
+// its subsystem when that lands.
 const (
-	// Enabled is the zero value.
-	Enabled Toggle = iota
-	// Disabled turns the setting off.
-	Disabled
+	defaultWorkMem            = 4 << 20
+	defaultMaintenanceWorkMem = 64 << 20
+	defaultTempBuffers        = 8 << 20
+	defaultAutovacuum         = base.On
 )
-
-func (t Toggle) String() string {
-	if t == Disabled {
-		return "off"
-	}
-	return "on"
-}
 
 // Options configures a database. A zero field means the default, noted on
 // each field with its PostgreSQL name; fields set here win over

@@ -8,6 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/pagecache"
+	"github.com/heapkv/heapkv/txn"
+	"github.com/heapkv/heapkv/xlog"
 )
 
 // Setting is one configuration parameter as SHOW ALL lists it.
@@ -30,7 +35,6 @@ const (
 	kindInt
 	kindFloat
 	kindToggle
-	kindSync
 	kindEnum
 )
 
@@ -53,49 +57,63 @@ type settingDef struct {
 	notInEffect string
 }
 
+// settingDefs is the settings table. Defaults and lower bounds come from
+// the named constants of the subsystem that owns the setting, formatted
+// here in conf syntax; config's subsystem methods (below) turn the resolved
+// values into each subsystem's Config.
 var settingDefs = []settingDef{
-	{name: "shared_buffers", kind: kindBytes, unit: "8kB", def: "128MB", min: 128 << 10, max: 1 << 40,
+	{name: "shared_buffers", kind: kindBytes, unit: "8kB", def: formatBytes(pagecache.DefaultSharedBuffers), min: pagecache.MinSharedBuffers, max: 1 << 40,
 		desc: "buffer pool over heap and index files", field: func(o *Options) any { return &o.SharedBuffers }},
-	{name: "wal_buffers", kind: kindBytes, unit: "8kB", def: "-1", min: 64 << 10, max: 1 << 30, special: []float64{-1},
+	{name: "wal_buffers", kind: kindBytes, unit: "8kB", def: "-1", min: xlog.MinWALBuffers, max: 1 << 30, special: []float64{-1},
 		desc: "WAL buffer ring; -1: 1/32 of shared_buffers within 64kB..16MB", field: func(o *Options) any { return &o.WALBuffers }},
-	{name: "work_mem", kind: kindBytes, unit: "kB", def: "4MB", min: 64 << 10, max: 1 << 40,
+	{name: "work_mem", kind: kindBytes, unit: "kB", def: formatBytes(defaultWorkMem), min: 64 << 10, max: 1 << 40,
 		desc: "memory of one sort or hash before it spills", field: func(o *Options) any { return &o.WorkMem }, notInEffect: "not in effect yet: sorts and hashes (sortspill) are not built"},
-	{name: "maintenance_work_mem", kind: kindBytes, unit: "kB", def: "64MB", min: 1 << 20, max: 1 << 40,
+	{name: "maintenance_work_mem", kind: kindBytes, unit: "kB", def: formatBytes(defaultMaintenanceWorkMem), min: 1 << 20, max: 1 << 40,
 		desc: "memory of VACUUM and bulk load", field: func(o *Options) any { return &o.MaintenanceWorkMem }, notInEffect: "not in effect yet: VACUUM and bulk load are not built"},
-	{name: "temp_buffers", kind: kindBytes, unit: "8kB", def: "8MB", min: 800 << 10, max: 1 << 40,
+	{name: "temp_buffers", kind: kindBytes, unit: "8kB", def: formatBytes(defaultTempBuffers), min: 800 << 10, max: 1 << 40,
 		desc: "local buffers of temporary keyspaces", field: func(o *Options) any { return &o.TempBuffers }, notInEffect: "not in effect yet: temporary keyspaces are not built"},
-	{name: "transaction_buffers", kind: kindBytes, unit: "8kB", def: "1MB", min: 16 << 10, max: 1 << 30,
+	{name: "transaction_buffers", kind: kindBytes, unit: "8kB", def: formatBytes(txn.DefaultCLOGBuffers * txn.CLOGPageSize), min: txn.MinCLOGBuffers * txn.CLOGPageSize, max: 1 << 30,
 		desc: "commit log (CLOG) cache", field: func(o *Options) any { return &o.TransactionBuffers }},
-	{name: "synchronous_commit", kind: kindSync, def: "on", enum: []string{"on", "off"},
+	{name: "synchronous_commit", kind: kindToggle, def: base.On.String(),
 		desc: "wait for the commit record to be durable", field: func(o *Options) any { return &o.SynchronousCommit }},
-	{name: "commit_delay", kind: kindDuration, unit: "us", def: "0", min: 0, max: float64(100 * time.Millisecond),
+	{name: "commit_delay", kind: kindDuration, unit: "us", def: formatDuration(xlog.DefaultCommitDelay), min: 0, max: float64(100 * time.Millisecond),
 		desc: "group-commit leader's wait for more commits", field: func(o *Options) any { return &o.CommitDelay }},
-	{name: "commit_siblings", kind: kindInt, def: "5", min: 0, max: 1000,
+	{name: "commit_siblings", kind: kindInt, def: strconv.Itoa(xlog.DefaultCommitSiblings), min: 0, max: 1000,
 		desc: "active transactions needed before commit_delay applies", field: func(o *Options) any { return &o.CommitSiblings }},
-	{name: "wal_writer_delay", kind: kindDuration, unit: "ms", def: "200ms", min: float64(time.Millisecond), max: float64(10 * time.Second),
+	{name: "wal_writer_delay", kind: kindDuration, unit: "ms", def: formatDuration(xlog.DefaultWALWriterDelay), min: float64(time.Millisecond), max: float64(10 * time.Second),
 		desc: "WAL writer's sleep between flushes of asynchronous commits", field: func(o *Options) any { return &o.WALWriterDelay }},
-	{name: "checkpoint_timeout", kind: kindDuration, unit: "s", def: "5min", min: float64(time.Second), max: float64(24 * time.Hour),
+	{name: "checkpoint_timeout", kind: kindDuration, unit: "s", def: formatDuration(xlog.DefaultCheckpointTimeout), min: float64(time.Second), max: float64(24 * time.Hour),
 		desc: "time between automatic checkpoints", field: func(o *Options) any { return &o.CheckpointTimeout }},
-	{name: "max_wal_size", kind: kindBytes, unit: "MB", def: "1GB", min: 2 << 20, max: 1 << 50,
+	{name: "max_wal_size", kind: kindBytes, unit: "MB", def: formatBytes(xlog.DefaultMaxWALSize), min: 2 << 20, max: 1 << 50,
 		desc: "WAL size that triggers a checkpoint", field: func(o *Options) any { return &o.MaxWALSize }},
-	{name: "full_page_writes", kind: kindToggle, def: "on", enum: []string{"on", "off"},
+	{name: "full_page_writes", kind: kindToggle, def: base.On.String(),
 		desc: "log a page's full image at its first change after a checkpoint", field: func(o *Options) any { return &o.FullPageWrites }},
-	{name: "wal_compression", kind: kindEnum, def: "off", enum: []string{"off", "s2", "zstd"},
+	{name: "wal_compression", kind: kindEnum, def: xlog.CompressionNone.String(), enum: compressionNames(),
 		desc: "compression of full-page images", field: func(o *Options) any { return &o.WALCompression }},
-	{name: "data_checksums", kind: kindToggle, def: "on", enum: []string{"on", "off"},
+	{name: "data_checksums", kind: kindToggle, def: base.On.String(),
 		desc: "page checksums (fixed when the directory is created)", field: func(o *Options) any { return &o.DataChecksums }},
-	{name: "deadlock_timeout", kind: kindDuration, unit: "ms", def: "1s", min: float64(time.Millisecond), max: float64(time.Hour),
+	{name: "deadlock_timeout", kind: kindDuration, unit: "ms", def: formatDuration(txn.DefaultDeadlockTimeout), min: float64(time.Millisecond), max: float64(time.Hour),
 		desc: "wait before checking for a deadlock", field: func(o *Options) any { return &o.DeadlockTimeout }},
-	{name: "lock_timeout", kind: kindDuration, unit: "ms", def: "0", min: 0, max: float64(24 * time.Hour),
+	{name: "lock_timeout", kind: kindDuration, unit: "ms", def: formatDuration(txn.DefaultLockTimeout), min: 0, max: float64(24 * time.Hour),
 		desc: "longest wait for a row lock before the statement fails; 0: no limit", field: func(o *Options) any { return &o.LockTimeout }},
-	{name: "bgwriter_delay", kind: kindDuration, unit: "ms", def: "200ms", min: float64(10 * time.Millisecond), max: float64(10 * time.Second),
+	{name: "bgwriter_delay", kind: kindDuration, unit: "ms", def: formatDuration(pagecache.DefaultBgWriterDelay), min: float64(10 * time.Millisecond), max: float64(10 * time.Second),
 		desc: "background writer's sleep between rounds", field: func(o *Options) any { return &o.BgWriterDelay }},
-	{name: "bgwriter_lru_maxpages", kind: kindInt, def: "100", min: 0, max: 1 << 30,
-		desc: "pages the background writer writes per round at most", field: func(o *Options) any { return &o.BgWriterLRUMaxPages }},
-	{name: "bgwriter_lru_multiplier", kind: kindFloat, def: "2", min: 0, max: 10,
+	{name: "bgwriter_lru_maxpages", kind: kindInt, def: strconv.Itoa(pagecache.DefaultBgWriterLRUMaxPages), min: 0, max: 1 << 30,
+		desc: "pages the background writer writes per round at most; 0: none", field: func(o *Options) any { return &o.BgWriterLRUMaxPages }},
+	{name: "bgwriter_lru_multiplier", kind: kindFloat, def: strconv.FormatFloat(pagecache.DefaultBgWriterLRUMultiplier, 'g', -1, 64), min: 0, max: 10,
 		desc: "how far ahead of demand the background writer cleans", field: func(o *Options) any { return &o.BgWriterLRUMultiplier }},
-	{name: "autovacuum", kind: kindToggle, def: "on", enum: []string{"on", "off"},
+	{name: "autovacuum", kind: kindToggle, def: defaultAutovacuum.String(),
 		desc: "background vacuum of dead versions", field: func(o *Options) any { return &o.Autovacuum }, notInEffect: "not in effect yet: autovacuum is not built"},
+}
+
+// compressionNames lists wal_compression's values: xlog's names of its
+// compressions, by number.
+func compressionNames() []string {
+	var names []string
+	for c := xlog.CompressionNone; c <= xlog.CompressionZstd; c++ {
+		names = append(names, c.String())
+	}
+	return names
 }
 
 func findSetting(name string) *settingDef {
@@ -161,16 +179,16 @@ func (def *settingDef) parseValue(o *Options, raw string) error {
 		}
 		*(def.field(o).(*float64)) = n
 		return nil
-	case kindToggle, kindSync:
+	case kindToggle:
 		on, ok := parseBool(v)
 		if !ok {
 			return fmt.Errorf("%s takes on or off, got %q", def.name, v)
 		}
-		if def.kind == kindSync {
-			*(def.field(o).(*SyncMode)) = map[bool]SyncMode{true: SyncOn, false: SyncOff}[on]
-		} else {
-			*(def.field(o).(*Toggle)) = map[bool]Toggle{true: Enabled, false: Disabled}[on]
+		t := base.Off
+		if on {
+			t = base.On
 		}
+		*(def.field(o).(*Toggle)) = t
 		return nil
 	case kindEnum:
 		if !contains(def.enum, strings.ToLower(v)) {
@@ -244,9 +262,7 @@ func (def *settingDef) isSet(o *Options) bool {
 	case *string:
 		return *p != ""
 	case *Toggle:
-		return *p != Enabled
-	case *SyncMode:
-		return *p != SyncOn
+		return *p != base.On
 	}
 	return false
 }
@@ -266,8 +282,6 @@ func (def *settingDef) copyField(dst, src *Options) {
 		*p = *def.field(src).(*string)
 	case *Toggle:
 		*p = *def.field(src).(*Toggle)
-	case *SyncMode:
-		*p = *def.field(src).(*SyncMode)
 	}
 }
 
@@ -291,8 +305,6 @@ func (def *settingDef) show(o *Options) string {
 	case *string:
 		return *p
 	case *Toggle:
-		return p.String()
-	case *SyncMode:
 		return p.String()
 	}
 	return "?"
@@ -433,10 +445,65 @@ func (c *config) settings() []Setting {
 	return out
 }
 
-// walBuffers resolves wal_buffers = -1.
-func (c *config) walBuffers() int64 {
-	if c.WALBuffers > 0 {
-		return c.WALBuffers
+// The finished configurations of the subsystems, every value resolved
+// from c here and nowhere else. What links one subsystem to another is not
+// in them: openEngine wires the log's count of active transactions once
+// the transaction manager exists, and hands the pool the log's Flush.
+
+func (c *config) poolConfig(halt *base.Halt, flushWAL func(base.LSN) error) pagecache.Config {
+	maxPages := c.BgWriterLRUMaxPages
+	if maxPages == 0 {
+		maxPages = -1 // bgwriter_lru_maxpages = 0 turns writing off; the pool's 0 is its default
 	}
-	return min(max(c.SharedBuffers/32, 64<<10), 16<<20)
+	return pagecache.Config{
+		SharedBuffers:         int(c.SharedBuffers),
+		FlushWAL:              flushWAL,
+		DataChecksums:         c.DataChecksums,
+		BgWriterDelay:         c.BgWriterDelay,
+		BgWriterLRUMaxPages:   maxPages,
+		BgWriterLRUMultiplier: c.BgWriterLRUMultiplier,
+		Logger:                c.Logger,
+		Halt:                  halt,
+	}
+}
+
+func (c *config) walConfig(halt *base.Halt) xlog.Config {
+	walBuffers := c.WALBuffers
+	if walBuffers <= 0 {
+		walBuffers = xlog.WALBuffersFor(c.SharedBuffers)
+	}
+	comp := xlog.CompressionNone
+	for _, x := range []xlog.Compression{xlog.CompressionS2, xlog.CompressionZstd} {
+		if c.WALCompression == x.String() {
+			comp = x
+		}
+	}
+	siblings := c.CommitSiblings
+	if siblings == 0 {
+		siblings = -1 // commit_siblings = 0: no siblings needed; the log's 0 is its default
+	}
+	return xlog.Config{
+		WALBuffers:        int(walBuffers),
+		SegmentSize:       c.walSegmentSize,
+		CommitDelay:       c.CommitDelay,
+		CommitSiblings:    siblings,
+		WALWriterDelay:    c.WALWriterDelay,
+		SynchronousCommit: c.SynchronousCommit,
+		FullPageWrites:    c.FullPageWrites,
+		WALCompression:    comp,
+		CheckpointTimeout: c.CheckpointTimeout,
+		MaxWALSize:        c.MaxWALSize,
+		Logger:            c.Logger,
+		Halt:              halt,
+	}
+}
+
+func (c *config) txnConfig(halt *base.Halt) txn.Config {
+	return txn.Config{
+		CLOGBuffers:     int(c.TransactionBuffers / txn.CLOGPageSize),
+		DeadlockTimeout: c.DeadlockTimeout,
+		LockTimeout:     c.LockTimeout,
+		Logger:          c.Logger,
+		Halt:            halt,
+	}
 }

@@ -6,6 +6,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/pagecache"
+	"github.com/heapkv/heapkv/txn"
+	"github.com/heapkv/heapkv/xlog"
 )
 
 func TestResolveConfigDefaults(t *testing.T) {
@@ -30,8 +35,68 @@ func TestResolveConfigDefaults(t *testing.T) {
 	if c.SharedBuffers != 128<<20 || c.CheckpointTimeout != 5*time.Minute || c.DeadlockTimeout != time.Second {
 		t.Fatalf("defaults: %+v", c.Options)
 	}
-	if got := c.walBuffers(); got != 4<<20 {
-		t.Fatalf("wal_buffers -1 at 128MB = %d, want 4MB", got)
+	// The settings table's defaults are the subsystems' own.
+	pc, wc, tc := c.poolConfig(nil, nil), c.walConfig(nil), c.txnConfig(nil)
+	if pc.SharedBuffers != pagecache.DefaultSharedBuffers || pc.BgWriterDelay != pagecache.DefaultBgWriterDelay ||
+		pc.BgWriterLRUMaxPages != pagecache.DefaultBgWriterLRUMaxPages ||
+		pc.BgWriterLRUMultiplier != pagecache.DefaultBgWriterLRUMultiplier || pc.DataChecksums != base.On {
+		t.Errorf("pool config from defaults: %+v", pc)
+	}
+	if wc.WALBuffers != xlog.DefaultWALBuffers || wc.CommitDelay != xlog.DefaultCommitDelay ||
+		wc.CommitSiblings != xlog.DefaultCommitSiblings || wc.WALWriterDelay != xlog.DefaultWALWriterDelay ||
+		wc.CheckpointTimeout != xlog.DefaultCheckpointTimeout || wc.MaxWALSize != xlog.DefaultMaxWALSize ||
+		wc.SynchronousCommit != base.On || wc.FullPageWrites != base.On || wc.WALCompression != xlog.CompressionNone {
+		t.Errorf("log config from defaults: %+v", wc)
+	}
+	if tc.CLOGBuffers != txn.DefaultCLOGBuffers || tc.LockTimeout != txn.DefaultLockTimeout {
+		t.Errorf("txn config from defaults: %+v", tc)
+	}
+}
+
+// TestSubsystemConfigs: each conf line reaches its subsystem's Config with
+// the subsystem's meaning, including the values whose spelling differs
+// (a PostgreSQL 0 that means "none" where the subsystem's 0 means default).
+func TestSubsystemConfigs(t *testing.T) {
+	for _, tc := range []struct {
+		conf  string
+		check func(pagecache.Config, xlog.Config, txn.Config) bool
+	}{
+		{"bgwriter_lru_maxpages = 0", func(p pagecache.Config, _ xlog.Config, _ txn.Config) bool { return p.BgWriterLRUMaxPages < 0 }},
+		{"bgwriter_lru_maxpages = 7", func(p pagecache.Config, _ xlog.Config, _ txn.Config) bool { return p.BgWriterLRUMaxPages == 7 }},
+		{"data_checksums = off", func(p pagecache.Config, _ xlog.Config, _ txn.Config) bool { return p.DataChecksums == base.Off }},
+		{"shared_buffers = 64MB", func(p pagecache.Config, w xlog.Config, _ txn.Config) bool {
+			return p.SharedBuffers == 64<<20 && w.WALBuffers == 2<<20
+		}},
+		{"shared_buffers = 1GB", func(_ pagecache.Config, w xlog.Config, _ txn.Config) bool {
+			return w.WALBuffers == xlog.MaxAutoWALBuffers
+		}},
+		{"wal_buffers = 1MB", func(_ pagecache.Config, w xlog.Config, _ txn.Config) bool { return w.WALBuffers == 1<<20 }},
+		{"synchronous_commit = off", func(_ pagecache.Config, w xlog.Config, _ txn.Config) bool { return w.SynchronousCommit == base.Off }},
+		{"full_page_writes = off", func(_ pagecache.Config, w xlog.Config, _ txn.Config) bool { return w.FullPageWrites == base.Off }},
+		{"wal_compression = zstd", func(_ pagecache.Config, w xlog.Config, _ txn.Config) bool {
+			return w.WALCompression == xlog.CompressionZstd
+		}},
+		{"wal_compression = s2", func(_ pagecache.Config, w xlog.Config, _ txn.Config) bool {
+			return w.WALCompression == xlog.CompressionS2
+		}},
+		{"commit_siblings = 0", func(_ pagecache.Config, w xlog.Config, _ txn.Config) bool { return w.CommitSiblings < 0 }},
+		{"commit_delay = 10", func(_ pagecache.Config, w xlog.Config, _ txn.Config) bool {
+			return w.CommitDelay == 10*time.Microsecond
+		}},
+		{"transaction_buffers = 64kB", func(_ pagecache.Config, _ xlog.Config, x txn.Config) bool {
+			return x.CLOGBuffers == 64<<10/txn.CLOGPageSize
+		}},
+		{"lock_timeout = 2s", func(_ pagecache.Config, _ xlog.Config, x txn.Config) bool { return x.LockTimeout == 2*time.Second }},
+	} {
+		c, err := resolveConfig("heapkv.conf", []byte(tc.conf+"\n"), nil)
+		if err != nil {
+			t.Errorf("%s: %v", tc.conf, err)
+			continue
+		}
+		p, w, x := c.poolConfig(nil, nil), c.walConfig(nil), c.txnConfig(nil)
+		if !tc.check(p, w, x) {
+			t.Errorf("%s: pool %+v\nlog %+v\ntxn %+v", tc.conf, p, w, x)
+		}
 	}
 }
 

@@ -30,9 +30,9 @@ type Config struct {
 	// writes a dirty page whose LSN is lsn (the WAL-before-data rule). Nil
 	// means there is no WAL (tests, temporary relations).
 	FlushWAL func(lsn base.LSN) error
-	// DisableChecksums turns off writing and verifying page checksums
-	// (data_checksums = off). Headers are still checked.
-	DisableChecksums bool
+	// DataChecksums is data_checksums: Off turns off writing and verifying
+	// page checksums (headers are still checked). Default On.
+	DataChecksums base.Toggle
 	// BgWriterDelay is the background writer's sleep between rounds
 	// (bgwriter_delay). Default 200 ms.
 	BgWriterDelay time.Duration
@@ -55,18 +55,28 @@ type Config struct {
 	Halt *base.Halt
 }
 
+// Defaults of Config, each declared once: kv's settings table shows and
+// checks these, and a zero Config field means the default.
+const (
+	DefaultSharedBuffers         = 128 << 20
+	MinSharedBuffers             = minBuffers * BlockSize
+	DefaultBgWriterDelay         = 200 * time.Millisecond
+	DefaultBgWriterLRUMaxPages   = 100
+	DefaultBgWriterLRUMultiplier = 2.0
+)
+
 func (c *Config) fill() {
 	if c.SharedBuffers == 0 {
-		c.SharedBuffers = 128 << 20
+		c.SharedBuffers = DefaultSharedBuffers
 	}
 	if c.BgWriterDelay == 0 {
-		c.BgWriterDelay = 200 * time.Millisecond
+		c.BgWriterDelay = DefaultBgWriterDelay
 	}
 	if c.BgWriterLRUMaxPages == 0 {
-		c.BgWriterLRUMaxPages = 100
+		c.BgWriterLRUMaxPages = DefaultBgWriterLRUMaxPages
 	}
 	if c.BgWriterLRUMultiplier == 0 {
-		c.BgWriterLRUMultiplier = 2.0
+		c.BgWriterLRUMultiplier = DefaultBgWriterLRUMultiplier
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -112,6 +122,9 @@ type ckptEntry struct {
 // files' durability: Checkpoint fsyncs them, Close only closes.
 func NewPool(smgr *Storage, cfg Config) (*Pool, error) {
 	cfg.fill()
+	if !cfg.DataChecksums.Valid() {
+		return nil, fmt.Errorf("pagecache: data_checksums %v", cfg.DataChecksums)
+	}
 	nbuf := cfg.SharedBuffers / BlockSize
 	if nbuf < minBuffers {
 		return nil, fmt.Errorf("pagecache: shared_buffers %d bytes is below the minimum of %d pages", cfg.SharedBuffers, minBuffers)
@@ -210,7 +223,7 @@ func (bp *Pool) ReadBuffer(rel base.RelFileNode, blk base.BlockNum, mode ReadMod
 		d.unpin()
 		return Buffer{}, err
 	}
-	if !page.Verify(blk, !bp.cfg.DisableChecksums) {
+	if !page.Verify(blk, bp.cfg.DataChecksums == base.On) {
 		bp.terminateIO(d, false, 0, true)
 		d.unpin()
 		bp.stats.checksumFailures.Add(1)
@@ -498,7 +511,7 @@ func (bp *Pool) flushBuffer(id int32, counter *atomic.Uint64) (bool, error) {
 	}
 	buf := <-bp.scratch
 	copy(buf, page)
-	if !bp.cfg.DisableChecksums && !Page(buf).IsNew() {
+	if bp.cfg.DataChecksums == base.On && !Page(buf).IsNew() {
 		Page(buf).SetChecksum(tag.Blk)
 	}
 	err := bp.smgr.Write(tag.Rel, tag.Blk, buf)

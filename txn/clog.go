@@ -119,8 +119,8 @@ type CLOGStats struct {
 // OpenCLOG opens the commit log in dir with nslots page slots. flushWAL
 // makes the WAL durable up to an LSN; it may be nil when no WAL exists.
 func OpenCLOG(fsys vfs.FS, dir string, nslots int, flushWAL func(base.LSN) error) (*CLOG, error) {
-	if nslots < 2 {
-		return nil, fmt.Errorf("txn: %d CLOG buffers is below the minimum of 2", nslots)
+	if nslots < MinCLOGBuffers {
+		return nil, fmt.Errorf("txn: %d CLOG buffers is below the minimum of %d", nslots, MinCLOGBuffers)
 	}
 	if err := fsys.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("txn: create %s: %w", dir, err)

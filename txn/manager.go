@@ -28,13 +28,24 @@ const (
 	infoAbortPrepared  uint8 = 0x70 // payload: gid, subxids
 	infoTruncate       uint8 = 0x80 // payload: oldest xid kept
 	checkpointSection        = "txn"
-	defaultCLOGBuffers       = 128
+)
+
+// Defaults and limits of Config, each declared once: kv's settings table
+// shows and checks these, and a zero Config field means the default.
+const (
+	// CLOGPageSize is the size of one CLOG page, the unit of
+	// transaction_buffers.
+	CLOGPageSize       = clogPageSize
+	DefaultCLOGBuffers = 128 // pages: 1 MiB
+	MinCLOGBuffers     = 2
+	// DefaultLockTimeout is lock_timeout's default: no limit.
+	DefaultLockTimeout = 0
 )
 
 // Config configures a Manager. Zero fields take the defaults noted.
 type Config struct {
-	// CLOGBuffers is the number of 8 KiB CLOG pages cached
-	// (transaction_buffers). Default 128 (1 MiB).
+	// CLOGBuffers is the number of CLOG pages cached (transaction_buffers),
+	// at least MinCLOGBuffers. Default DefaultCLOGBuffers.
 	CLOGBuffers int
 	// DeadlockTimeout is deadlock_timeout. Default 1 s.
 	DeadlockTimeout time.Duration
@@ -94,7 +105,7 @@ type Manager struct {
 // Recovered with Recover's result before beginning transactions.
 func NewManager(fsys vfs.FS, dir string, wal *xlog.Log, cfg Config) (*Manager, error) {
 	if cfg.CLOGBuffers == 0 {
-		cfg.CLOGBuffers = defaultCLOGBuffers
+		cfg.CLOGBuffers = DefaultCLOGBuffers
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

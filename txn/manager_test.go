@@ -363,9 +363,9 @@ func TestDeadlockBetweenTransactions(t *testing.T) {
 func BenchmarkBeginCommit(b *testing.B) {
 	for _, mode := range []struct {
 		name string
-		sync xlog.Setting
+		sync base.Toggle
 		g    int
-	}{{"sync=off", xlog.Off, 1}, {"sync=on/G=1", xlog.On, 1}, {"sync=on/G=64", xlog.On, 64}} {
+	}{{"sync=off", base.Off, 1}, {"sync=on/G=1", base.On, 1}, {"sync=on/G=64", base.On, 64}} {
 		b.Run(mode.name, func(b *testing.B) {
 			cfg := xlog.Config{SynchronousCommit: mode.sync}
 			dir := b.TempDir()

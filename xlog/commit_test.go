@@ -39,9 +39,9 @@ func TestGroupCommit(t *testing.T) {
 	cfg := smallConfig()
 	cfg.Clock = clock
 	cfg.CommitDelay = time.Millisecond
-	cfg.ActiveTransactions = func() int { return n }
 	l, _, _ := openLog(t, vfs.NewMemFS(), cfg, nil)
 	defer l.Close()
+	l.SetActiveTransactions(func() int { return n })
 	before := l.Stats()
 	var wg sync.WaitGroup
 	for i := range n {
@@ -70,9 +70,9 @@ func TestCommitSiblings(t *testing.T) {
 	cfg := smallConfig()
 	cfg.Clock = clock
 	cfg.CommitDelay = time.Millisecond
-	cfg.ActiveTransactions = func() int { return 4 } // commit_siblings is 5
 	l, _, _ := openLog(t, vfs.NewMemFS(), cfg, nil)
 	defer l.Close()
+	l.SetActiveTransactions(func() int { return 4 }) // commit_siblings is 5
 	_, end := insertPayload(t, l, 1, []byte("x"))
 	if err := l.Flush(end); err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestConcurrentInsertFlush(t *testing.T) {
 func TestAsyncCommit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := smallConfig()
-		cfg.SynchronousCommit = Off
+		cfg.SynchronousCommit = base.Off
 		l, _, _ := openLog(t, vfs.NewMemFS(), cfg, nil)
 		_, end := insertPayload(t, l, 1, []byte("commit"))
 		if err := l.FlushCommit(end); err != nil {
@@ -146,7 +146,7 @@ func TestAsyncCommit(t *testing.T) {
 		if l.FlushedLSN() >= end {
 			t.Fatal("asynchronous commit flushed synchronously")
 		}
-		time.Sleep(DefaultWALWriterDly + time.Millisecond)
+		time.Sleep(DefaultWALWriterDelay + time.Millisecond)
 		synctest.Wait()
 		if l.FlushedLSN() < end {
 			t.Fatalf("WAL writer did not flush %s within wal_writer_delay (flushed %s)", end, l.FlushedLSN())
@@ -207,7 +207,7 @@ func TestWALWriterWokenByVolume(t *testing.T) {
 	cfg := smallConfig()
 	cfg.SegmentSize = 4 << 20
 	cfg.WALBuffers = 4 << 20
-	cfg.SynchronousCommit = Off
+	cfg.SynchronousCommit = base.Off
 	cfg.WALWriterDelay = time.Hour
 	l, _, _ := openLog(t, fs, cfg, nil)
 	defer l.Close()

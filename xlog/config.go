@@ -9,34 +9,31 @@ import (
 	"github.com/heapkv/heapkv/internal/base"
 )
 
-// Limits and defaults. Sizes are bytes.
+// Limits and defaults, each declared once: kv's settings table shows and
+// checks these, and a zero Config field means the default. Sizes are bytes.
 const (
-	MinWALBuffers        = 64 << 10
-	DefaultWALBuffers    = 4 << 20 // what wal_buffers = -1 gives at shared_buffers = 128 MB
-	MinSegmentSize       = 64 << 10
-	MaxSegmentSize       = 1 << 30
-	DefaultSegmentSize   = 16 << 20
-	DefaultCommitSibs    = 5
-	DefaultWALWriterDly  = 200 * time.Millisecond
-	DefaultCkptTimeout   = 5 * time.Minute
-	DefaultMaxWALSize    = 1 << 30
-	walBufferGranularity = 8 << 10
+	MinWALBuffers = 64 << 10
+	// MaxAutoWALBuffers caps what WALBuffersFor chooses (wal_buffers = -1).
+	MaxAutoWALBuffers = 16 << 20
+	// DefaultWALBuffers is what WALBuffersFor gives at the default
+	// shared_buffers of 128 MiB.
+	DefaultWALBuffers        = 4 << 20
+	MinSegmentSize           = 64 << 10
+	MaxSegmentSize           = 1 << 30
+	DefaultSegmentSize       = 16 << 20
+	DefaultCommitDelay       = 0
+	DefaultCommitSiblings    = 5
+	DefaultWALWriterDelay    = 200 * time.Millisecond
+	DefaultCheckpointTimeout = 5 * time.Minute
+	DefaultMaxWALSize        = 1 << 30
+	walBufferGranularity     = 8 << 10
 )
 
-// Setting is an on/off setting whose zero value is on (PostgreSQL's default
-// for the settings that use it).
-type Setting uint8
-
-const (
-	On  Setting = 0
-	Off Setting = 1
-)
-
-func (s Setting) String() string {
-	if s == Off {
-		return "off"
-	}
-	return "on"
+// WALBuffersFor is PostgreSQL's choice for wal_buffers = -1: 1/32 of
+// shared buffers, at least MinWALBuffers and at most MaxAutoWALBuffers
+// (one segment of PostgreSQL's default size).
+func WALBuffersFor(sharedBuffers int64) int64 {
+	return min(max(sharedBuffers/32, MinWALBuffers), MaxAutoWALBuffers)
 }
 
 // Config holds the log's settings, named after PostgreSQL's. A zero field
@@ -57,17 +54,14 @@ type Config struct {
 	CommitDelay time.Duration
 	// CommitSiblings is commit_siblings. 0: 5; negative: 0.
 	CommitSiblings int
-	// ActiveTransactions returns the number of transactions in progress, for
-	// the commit_siblings check. nil: the check always passes.
-	ActiveTransactions func() int
 	// WALWriterDelay is how often the WAL writer flushes asynchronous commits
 	// (wal_writer_delay). 0: 200 ms.
 	WALWriterDelay time.Duration
 	// SynchronousCommit decides what FlushCommit does (synchronous_commit).
 	// Zero: On.
-	SynchronousCommit Setting
+	SynchronousCommit base.Toggle
 	// FullPageWrites is full_page_writes. Zero: On.
-	FullPageWrites Setting
+	FullPageWrites base.Toggle
 	// WALCompression compresses full-page images (wal_compression). Zero:
 	// none.
 	WALCompression Compression
@@ -108,21 +102,21 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch {
 	case c.CommitSiblings == 0:
-		c.CommitSiblings = DefaultCommitSibs
+		c.CommitSiblings = DefaultCommitSiblings
 	case c.CommitSiblings < 0:
 		c.CommitSiblings = 0
 	}
 	if c.WALWriterDelay <= 0 {
-		c.WALWriterDelay = DefaultWALWriterDly
+		c.WALWriterDelay = DefaultWALWriterDelay
 	}
-	if c.SynchronousCommit > Off || c.FullPageWrites > Off {
+	if !c.SynchronousCommit.Valid() || !c.FullPageWrites.Valid() {
 		return c, fmt.Errorf("xlog: on/off setting out of range: %w", ErrBadConfig)
 	}
 	if c.WALCompression > CompressionZstd {
 		return c, fmt.Errorf("xlog: WALCompression %d: %w", c.WALCompression, ErrBadConfig)
 	}
 	if c.CheckpointTimeout <= 0 {
-		c.CheckpointTimeout = DefaultCkptTimeout
+		c.CheckpointTimeout = DefaultCheckpointTimeout
 	}
 	if c.MaxWALSize <= 0 {
 		c.MaxWALSize = DefaultMaxWALSize

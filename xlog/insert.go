@@ -75,7 +75,7 @@ func (l *Log) Insert(b *RecordBuilder) (start, end base.LSN, err error) {
 	if err := l.usable(); err != nil {
 		return 0, 0, err
 	}
-	fpw := l.cfg.FullPageWrites == On
+	fpw := l.cfg.FullPageWrites == base.On
 	var a assembled
 	for {
 		redo := base.LSN(l.redoLSN.Load())
@@ -306,18 +306,27 @@ func (l *Log) flushAsLeader(lsn base.LSN) error {
 }
 
 func (l *Log) siblingsActive() bool {
-	if l.cfg.ActiveTransactions == nil {
+	count := l.activeTxns.Load()
+	if count == nil {
 		return true
 	}
-	return l.cfg.ActiveTransactions() >= l.cfg.CommitSiblings
+	return (*count)() >= l.cfg.CommitSiblings
 }
+
+// SetActiveTransactions sets where the commit_siblings check gets the
+// number of transactions in progress: the transaction manager's count,
+// which is built after the log (it logs through it), so the owner of both
+// wires them once both exist. Until then the check passes, as if enough
+// siblings were always active; with commit_delay at its default of 0 it
+// decides nothing.
+func (l *Log) SetActiveTransactions(count func() int) { l.activeTxns.Store(&count) }
 
 // FlushCommit is what a committing transaction calls with its commit
 // record's end: with SynchronousCommit on it is Flush; with it off it only
 // notes the LSN for the WAL writer, which flushes it within WALWriterDelay
 // (PostgreSQL's XLogSetAsyncXactLSN).
 func (l *Log) FlushCommit(lsn base.LSN) error {
-	if l.cfg.SynchronousCommit == On {
+	if l.cfg.SynchronousCommit == base.On {
 		return l.Flush(lsn)
 	}
 	l.SetAsyncLSN(lsn)

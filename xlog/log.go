@@ -66,7 +66,10 @@ type Log struct {
 	written   atomic.Uint64 // LogwrtResult.Write; advanced under writeMu
 	flushed   atomic.Uint64 // LogwrtResult.Flush; advanced under writeMu (equals written: writes are synced at once)
 	asyncLSN  atomic.Uint64 // highest asynchronous commit waiting for the WAL writer
-	replayed  atomic.Uint64 // during recovery: end of the record being replayed
+	// activeTxns counts the transactions in progress for commit_siblings
+	// (SetActiveTransactions); nil until set.
+	activeTxns atomic.Pointer[func() int]
+	replayed   atomic.Uint64 // during recovery: end of the record being replayed
 
 	writeMu struct {
 		sync.Mutex

@@ -354,7 +354,7 @@ func TestRedoIdempotent(t *testing.T) {
 // redo point carries an image, later ones a delta; with FullPageWrites off,
 // never an image.
 func TestFullPageWriteRule(t *testing.T) {
-	for _, fpw := range []Setting{On, Off} {
+	for _, fpw := range []base.Toggle{base.On, base.Off} {
 		cfg := smallConfig()
 		cfg.FullPageWrites = fpw
 		l, _, _ := openLog(t, vfs.NewMemFS(), cfg, nil)
@@ -379,7 +379,7 @@ func TestFullPageWriteRule(t *testing.T) {
 			return r.Record().Blocks[0].Kind
 		}
 		want := func(k BlockKind) BlockKind {
-			if fpw == Off {
+			if fpw == base.Off {
 				return BlockDelta
 			}
 			return k
