@@ -71,7 +71,7 @@ const (
 	// MaxKeySize is the longest key the tree accepts (the engine's key
 	// limit). Seven items of this size fit a page, so a split always leaves
 	// at least three on each side.
-	MaxKeySize = 1024
+	MaxKeySize = base.MaxKeySize
 
 	// MaxLevels bounds the height of a tree; stacks are sized by it.
 	MaxLevels = 32

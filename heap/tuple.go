@@ -72,10 +72,10 @@ const (
 
 // Limits.
 const (
-	// MaxKeySize is the largest key, in bytes.
-	MaxKeySize = 1024
+	// MaxKeySize is the largest key, in bytes (the engine's key limit).
+	MaxKeySize = base.MaxKeySize
 	// MaxValueSize is the largest value, in bytes (64 MiB).
-	MaxValueSize = 64 << 20
+	MaxValueSize = base.MaxValueSize
 )
 
 func align8(n int) int { return (n + 7) &^ 7 }

@@ -69,8 +69,8 @@ var (
 
 // Limits on keys and values.
 const (
-	MaxKeySize   = 1024
-	MaxValueSize = 64 << 20
+	MaxKeySize   = base.MaxKeySize   // 1 KiB
+	MaxValueSize = base.MaxValueSize // 64 MiB
 	// MaxGIDSize bounds the name of a prepared transaction.
 	MaxGIDSize = 200
 )

@@ -78,3 +78,12 @@ func IsZero(b []byte) bool {
 	}
 	return true
 }
+
+// The engine's limits on keys and values, declared once: a key is stored
+// whole in its heap tuple and in its B+tree item, so both access methods and
+// the kv boundary check the same MaxKeySize; a value over a page goes out of
+// line (TOAST) up to MaxValueSize.
+const (
+	MaxKeySize   = 1024
+	MaxValueSize = 64 << 20
+)
