@@ -15,6 +15,7 @@ import (
 	"github.com/heapkv/heapkv/internal/base"
 	"github.com/heapkv/heapkv/internal/vfs"
 	"github.com/heapkv/heapkv/pagecache"
+	"github.com/heapkv/heapkv/sortspill"
 	"github.com/heapkv/heapkv/table"
 	"github.com/heapkv/heapkv/txn"
 	"github.com/heapkv/heapkv/xlog"
@@ -45,6 +46,7 @@ type DB struct {
 	pool *pagecache.Pool
 	wal  *xlog.Log
 	txm  *txn.Manager
+	temp *sortspill.TempSpace // DIR/tmp, where sorts and hashes spill
 
 	catalog *keyspace // the system keyspace
 	def     *keyspace // the default keyspace
@@ -191,7 +193,7 @@ func (db *DB) openEngine() error {
 	if err := db.txm.Recovered(res); err != nil {
 		return err
 	}
-	if err := db.clearTemp(); err != nil {
+	if err := db.openTemp(); err != nil {
 		return err
 	}
 	if db.catalog, err = db.openKeyspace("", catalogHeapRel, catalogIndexRel); err != nil {
@@ -210,20 +212,18 @@ func (db *DB) openEngine() error {
 	return nil
 }
 
-// clearTemp empties DIR/tmp, where sorts and hashes spill.
-func (db *DB) clearTemp() error {
+// openTemp creates DIR/tmp and removes the temp files a crash left there.
+// Files the engine did not write are left alone and logged.
+func (db *DB) openTemp() error {
 	tmp := path.Join(db.dir, "tmp")
 	if err := db.fs.MkdirAll(tmp); err != nil {
-		return err
+		return fmt.Errorf("kv: create %s: %w", tmp, err)
 	}
-	names, err := db.fs.List(tmp)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if err := db.fs.Remove(path.Join(tmp, n)); err != nil {
-			return fmt.Errorf("kv: empty %s: %w", tmp, err)
-		}
+	db.temp = sortspill.NewTempSpace(db.fs, tmp, db.cfg.tempOptions())
+	if n, err := db.temp.Sweep(); err != nil {
+		return fmt.Errorf("kv: %w", err)
+	} else if n > 0 {
+		db.cfg.Logger.Info("kv: removed temp files left by an earlier run", "dir", tmp, "files", n)
 	}
 	return nil
 }

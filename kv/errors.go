@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/sortspill"
 )
 
 // Sentinel errors. Check them with errors.Is; the error returned carries
@@ -49,6 +50,10 @@ var (
 	// available"); the transaction is aborted. Retry, or raise
 	// shared_buffers.
 	ErrBusy = errors.New("kv: no unpinned buffers available")
+	// ErrTempFileLimit: a sort or hash would have written more temp data
+	// than temp_file_limit allows; the operation failed and its temp files
+	// are gone. Raise temp_file_limit or work_mem, or narrow the scan.
+	ErrTempFileLimit = sortspill.ErrTempFileLimit
 	// ErrNotSupported: a feature not built yet; never a silent downgrade.
 	ErrNotSupported = errors.New("kv: not supported")
 	// ErrBadSetting: an option or heapkv.conf line is invalid.

@@ -37,7 +37,6 @@ const (
 // are declared in their subsystems (pagecache, xlog, txn). Each moves to
 // its subsystem when that lands.
 const (
-	defaultWorkMem            = 4 << 20
 	defaultMaintenanceWorkMem = 64 << 20
 	defaultTempBuffers        = 8 << 20
 	defaultAutovacuum         = base.On
@@ -56,6 +55,16 @@ type Options struct {
 	// WorkMem bounds each sort or hash before it spills (work_mem).
 	// Default 4 MiB.
 	WorkMem int64
+	// TempFileLimit caps the bytes one operation's temp files (spilled
+	// sorts and hashes, in DIR/tmp) hold at once (temp_file_limit); past it
+	// the operation fails with ErrTempFileLimit. Default -1: no cap. A zero
+	// field means the default; Set("temp_file_limit", "0") forbids temp
+	// files.
+	TempFileLimit int64
+	// LogTempFiles logs each temp file of at least this many bytes when it
+	// is removed (log_temp_files). Default -1: none; Set("log_temp_files",
+	// "0") logs every one.
+	LogTempFiles int64
 	// MaintenanceWorkMem bounds VACUUM and bulk load (maintenance_work_mem).
 	// Default 64 MiB.
 	MaintenanceWorkMem int64

@@ -99,10 +99,12 @@ func (db *DB) Stats() (Stats, error) {
 	ps := db.pool.Stats()
 	ws := db.wal.Stats()
 	ts := db.txm.Stats()
+	tmp := db.temp.Stats()
 	s := Stats{
 		Database: DatabaseStats{
 			Commits: ts.Commits, Rollbacks: ts.Rollbacks,
 			BlocksRead: ps.Reads, BlocksHit: ps.Hits,
+			TempFiles: tmp.Files, TempBytes: tmp.Bytes,
 			Deadlocks: db.stats.deadlocks.Load(), Conflicts: db.stats.conflicts.Load(),
 			LockTimeouts: db.stats.lockTimeouts.Load(),
 		},
