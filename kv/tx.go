@@ -204,16 +204,6 @@ func (tx *Tx) abort() {
 	}
 }
 
-func checkKey(key []byte) error {
-	if len(key) == 0 {
-		return ErrEmptyKey
-	}
-	if len(key) > MaxKeySize {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrKeyTooLarge, len(key), MaxKeySize)
-	}
-	return nil
-}
-
 // Get returns the value of key, or ErrNotFound.
 func (tx *Tx) Get(key []byte) ([]byte, error) { return tx.getIn(tx.db.def, key) }
 
