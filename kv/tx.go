@@ -204,18 +204,47 @@ func (tx *Tx) abort() {
 	}
 }
 
+// keyAccess is what a call on one key does with it. A ReadOnly transaction
+// may only read; locking the row (GetForUpdate) counts as a write.
+type keyAccess int8
+
+const (
+	readKey  keyAccess = iota // Get
+	writeKey                  // Put, Delete
+	lockKey                   // GetForUpdate
+)
+
+// beginKey starts a call on one key: it checks key, then value (nil for a
+// call that writes none), before any change and in that order, and then
+// begins the call for a. After a nil error the caller must defer tx.end.
+func (tx *Tx) beginKey(a keyAccess, key, value []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(value), MaxValueSize)
+	}
+	return tx.begin(a != readKey)
+}
+
 // Get returns the value of key, or ErrNotFound.
 func (tx *Tx) Get(key []byte) ([]byte, error) { return tx.getIn(tx.db.def, key) }
 
-func (tx *Tx) getIn(ks *keyspace, key []byte) ([]byte, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	if err := tx.begin(false); err != nil {
+func (tx *Tx) getIn(ks *keyspace, key []byte) ([]byte, error) { return tx.read(ks, key, readKey) }
+
+// read is Get (readKey) and GetForUpdate (lockKey).
+func (tx *Tx) read(ks *keyspace, key []byte, a keyAccess) ([]byte, error) {
+	if err := tx.beginKey(a, key, nil); err != nil {
 		return nil, err
 	}
 	defer tx.end()
-	v, err := tx.get(ks, key)
+	var v []byte
+	var err error
+	if a == lockKey {
+		v, err = tx.lockRow(ks, key)
+	} else {
+		v, err = tx.get(ks, key)
+	}
 	return v, tx.fail(err)
 }
 
@@ -243,13 +272,7 @@ func (tx *Tx) get(ks *keyspace, key []byte) ([]byte, error) {
 func (tx *Tx) Put(key, value []byte) error { return tx.putIn(tx.db.def, key, value) }
 
 func (tx *Tx) putIn(ks *keyspace, key, value []byte) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	if len(value) > MaxValueSize {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(value), MaxValueSize)
-	}
-	if err := tx.begin(true); err != nil {
+	if err := tx.beginKey(writeKey, key, value); err != nil {
 		return err
 	}
 	defer tx.end()
@@ -260,10 +283,7 @@ func (tx *Tx) putIn(ks *keyspace, key, value []byte) error {
 func (tx *Tx) Delete(key []byte) error { return tx.deleteIn(tx.db.def, key) }
 
 func (tx *Tx) deleteIn(ks *keyspace, key []byte) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	if err := tx.begin(true); err != nil {
+	if err := tx.beginKey(writeKey, key, nil); err != nil {
 		return err
 	}
 	defer tx.end()
@@ -276,15 +296,7 @@ func (tx *Tx) deleteIn(ks *keyspace, key []byte) error {
 func (tx *Tx) GetForUpdate(key []byte) ([]byte, error) { return tx.getForUpdateIn(tx.db.def, key) }
 
 func (tx *Tx) getForUpdateIn(ks *keyspace, key []byte) ([]byte, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	if err := tx.begin(true); err != nil {
-		return nil, err
-	}
-	defer tx.end()
-	v, err := tx.lockRow(ks, key)
-	return v, tx.fail(err)
+	return tx.read(ks, key, lockKey)
 }
 
 // writer is tx as the table layer needs it for a write: its snapshot
