@@ -127,6 +127,20 @@ func (tx *Tx) begin(write bool) error {
 
 func (tx *Tx) end() { tx.db.leave() }
 
+// beginLast starts a call that ends tx (Commit, Prepare), as begin(false)
+// does, except that a transaction whose statement failed ends here, with
+// ErrTxAborted. After a nil error the caller must defer tx.end.
+func (tx *Tx) beginLast() error {
+	if tx.done {
+		return ErrTxDone
+	}
+	if tx.aborted != nil {
+		tx.done = true
+		return tx.abortedErr()
+	}
+	return tx.db.enter()
+}
+
 // snapshot returns the snapshot for the next operation: the transaction's
 // own under Repeatable Read, a fresh one under Read Committed.
 func (tx *Tx) snapshot() (*txn.Snapshot, error) {
@@ -354,17 +368,10 @@ func truncKey(k []byte) []byte {
 // reached the disk is unknown until the next Open, whose recovery commits
 // the transaction whole if it did and aborts it whole if not.
 func (tx *Tx) Commit() error {
-	if tx.done {
-		return ErrTxDone
-	}
-	if tx.aborted != nil {
-		tx.done = true
-		return tx.abortedErr()
-	}
-	if err := tx.db.enter(); err != nil {
+	if err := tx.beginLast(); err != nil {
 		return err
 	}
-	defer tx.db.leave()
+	defer tx.end()
 	tx.done = true
 	if err := tx.t.Commit(); err != nil {
 		tx.settleCounts(false)
@@ -483,17 +490,10 @@ func (db *DB) DropKeyspace(name string) error {
 // CommitPrepared or RollbackPrepared decides it (from any transaction or
 // process). tx is over when Prepare returns.
 func (tx *Tx) Prepare(gid string) error {
-	if tx.done {
-		return ErrTxDone
-	}
-	if tx.aborted != nil {
-		tx.done = true
-		return tx.abortedErr()
-	}
-	if err := tx.db.enter(); err != nil {
+	if err := tx.beginLast(); err != nil {
 		return err
 	}
-	defer tx.db.leave()
+	defer tx.end()
 	if len(gid) == 0 || len(gid) > MaxGIDSize {
 		return fmt.Errorf("%w: gid must be 1 to %d bytes, got %d", ErrBadSetting, MaxGIDSize, len(gid))
 	}
