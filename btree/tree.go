@@ -320,15 +320,7 @@ func (t *Tree) descend(key []byte, to target, mode lockMode, stack *pathStack) (
 	}
 }
 
-func checkKey(key []byte) error {
-	if len(key) == 0 {
-		return ErrEmptyKey
-	}
-	if len(key) > MaxKeySize {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrKeyTooLarge, len(key), MaxKeySize)
-	}
-	return nil
-}
+func checkKey(key []byte) error { return base.CheckKey(key, ErrEmptyKey, ErrKeyTooLarge) }
 
 // Lookup returns the TID key maps to, and whether the key is there.
 func (t *Tree) Lookup(key []byte) (base.TID, bool, error) {

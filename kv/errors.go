@@ -79,3 +79,6 @@ const (
 	// MaxGIDSize bounds the name of a prepared transaction.
 	MaxGIDSize = 200
 )
+
+// checkKey validates a key with kv's sentinels (base.CheckKey).
+func checkKey(key []byte) error { return base.CheckKey(key, ErrEmptyKey, ErrKeyTooLarge) }

@@ -127,6 +127,20 @@ func (tx *Tx) begin(write bool) error {
 
 func (tx *Tx) end() { tx.db.leave() }
 
+// beginLast starts a call that ends tx (Commit, Prepare), as begin(false)
+// does, except that a transaction whose statement failed ends here, with
+// ErrTxAborted. After a nil error the caller must defer tx.end.
+func (tx *Tx) beginLast() error {
+	if tx.done {
+		return ErrTxDone
+	}
+	if tx.aborted != nil {
+		tx.done = true
+		return tx.abortedErr()
+	}
+	return tx.db.enter()
+}
+
 // snapshot returns the snapshot for the next operation: the transaction's
 // own under Repeatable Read, a fresh one under Read Committed.
 func (tx *Tx) snapshot() (*txn.Snapshot, error) {
@@ -204,28 +218,47 @@ func (tx *Tx) abort() {
 	}
 }
 
-func checkKey(key []byte) error {
-	if len(key) == 0 {
-		return ErrEmptyKey
+// keyAccess is what a call on one key does with it. A ReadOnly transaction
+// may only read; locking the row (GetForUpdate) counts as a write.
+type keyAccess int8
+
+const (
+	readKey  keyAccess = iota // Get
+	writeKey                  // Put, Delete
+	lockKey                   // GetForUpdate
+)
+
+// beginKey starts a call on one key: it checks key, then value (nil for a
+// call that writes none), before any change and in that order, and then
+// begins the call for a. After a nil error the caller must defer tx.end.
+func (tx *Tx) beginKey(a keyAccess, key, value []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
 	}
-	if len(key) > MaxKeySize {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrKeyTooLarge, len(key), MaxKeySize)
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(value), MaxValueSize)
 	}
-	return nil
+	return tx.begin(a != readKey)
 }
 
 // Get returns the value of key, or ErrNotFound.
 func (tx *Tx) Get(key []byte) ([]byte, error) { return tx.getIn(tx.db.def, key) }
 
-func (tx *Tx) getIn(ks *keyspace, key []byte) ([]byte, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	if err := tx.begin(false); err != nil {
+func (tx *Tx) getIn(ks *keyspace, key []byte) ([]byte, error) { return tx.read(ks, key, readKey) }
+
+// read is Get (readKey) and GetForUpdate (lockKey).
+func (tx *Tx) read(ks *keyspace, key []byte, a keyAccess) ([]byte, error) {
+	if err := tx.beginKey(a, key, nil); err != nil {
 		return nil, err
 	}
 	defer tx.end()
-	v, err := tx.get(ks, key)
+	var v []byte
+	var err error
+	if a == lockKey {
+		v, err = tx.lockRow(ks, key)
+	} else {
+		v, err = tx.get(ks, key)
+	}
 	return v, tx.fail(err)
 }
 
@@ -253,13 +286,7 @@ func (tx *Tx) get(ks *keyspace, key []byte) ([]byte, error) {
 func (tx *Tx) Put(key, value []byte) error { return tx.putIn(tx.db.def, key, value) }
 
 func (tx *Tx) putIn(ks *keyspace, key, value []byte) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	if len(value) > MaxValueSize {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(value), MaxValueSize)
-	}
-	if err := tx.begin(true); err != nil {
+	if err := tx.beginKey(writeKey, key, value); err != nil {
 		return err
 	}
 	defer tx.end()
@@ -270,10 +297,7 @@ func (tx *Tx) putIn(ks *keyspace, key, value []byte) error {
 func (tx *Tx) Delete(key []byte) error { return tx.deleteIn(tx.db.def, key) }
 
 func (tx *Tx) deleteIn(ks *keyspace, key []byte) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	if err := tx.begin(true); err != nil {
+	if err := tx.beginKey(writeKey, key, nil); err != nil {
 		return err
 	}
 	defer tx.end()
@@ -286,15 +310,7 @@ func (tx *Tx) deleteIn(ks *keyspace, key []byte) error {
 func (tx *Tx) GetForUpdate(key []byte) ([]byte, error) { return tx.getForUpdateIn(tx.db.def, key) }
 
 func (tx *Tx) getForUpdateIn(ks *keyspace, key []byte) ([]byte, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	if err := tx.begin(true); err != nil {
-		return nil, err
-	}
-	defer tx.end()
-	v, err := tx.lockRow(ks, key)
-	return v, tx.fail(err)
+	return tx.read(ks, key, lockKey)
 }
 
 // writer is tx as the table layer needs it for a write: its snapshot
@@ -352,17 +368,10 @@ func truncKey(k []byte) []byte {
 // reached the disk is unknown until the next Open, whose recovery commits
 // the transaction whole if it did and aborts it whole if not.
 func (tx *Tx) Commit() error {
-	if tx.done {
-		return ErrTxDone
-	}
-	if tx.aborted != nil {
-		tx.done = true
-		return tx.abortedErr()
-	}
-	if err := tx.db.enter(); err != nil {
+	if err := tx.beginLast(); err != nil {
 		return err
 	}
-	defer tx.db.leave()
+	defer tx.end()
 	tx.done = true
 	if err := tx.t.Commit(); err != nil {
 		tx.settleCounts(false)
@@ -481,17 +490,10 @@ func (db *DB) DropKeyspace(name string) error {
 // CommitPrepared or RollbackPrepared decides it (from any transaction or
 // process). tx is over when Prepare returns.
 func (tx *Tx) Prepare(gid string) error {
-	if tx.done {
-		return ErrTxDone
-	}
-	if tx.aborted != nil {
-		tx.done = true
-		return tx.abortedErr()
-	}
-	if err := tx.db.enter(); err != nil {
+	if err := tx.beginLast(); err != nil {
 		return err
 	}
-	defer tx.db.leave()
+	defer tx.end()
 	if len(gid) == 0 || len(gid) > MaxGIDSize {
 		return fmt.Errorf("%w: gid must be 1 to %d bytes, got %d", ErrBadSetting, MaxGIDSize, len(gid))
 	}

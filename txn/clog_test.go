@@ -229,14 +229,7 @@ func BenchmarkCLOGStatus(b *testing.B) {
 // sync must fail too (defect 5 of issue 11: the set of written segments
 // was cleared before the sync, and the next checkpoint succeeded).
 func TestCLOGFailedSyncIsSticky(t *testing.T) {
-	fs := vfs.NewMemFS()
-	c := openTestCLOG(t, fs, 2)
-	if err := c.ZeroPage(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetStatus([]base.XID{5}, Committed, 0); err != nil {
-		t.Fatal(err)
-	}
+	fs, c := openDirtyCLOG(t)
 	fs.InjectError(vfs.Injection{Op: vfs.OpSync, Path: "/db/clog/"}) // once
 	if err := c.Checkpoint(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("Checkpoint with a failing fsync = %v, want EIO", err)
@@ -307,14 +300,7 @@ func TestCLOGFailedSyncStopsHalt(t *testing.T) {
 // directory, or a power loss takes the segment and its commits with it
 // (found by kv's power-loss sweep).
 func TestCLOGCheckpointMakesSegmentNamesDurable(t *testing.T) {
-	fs := vfs.NewMemFS()
-	c := openTestCLOG(t, fs, 2)
-	if err := c.ZeroPage(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetStatus([]base.XID{5}, Committed, 0); err != nil {
-		t.Fatal(err)
-	}
+	fs, c := openDirtyCLOG(t)
 	fs.InjectError(vfs.Injection{Op: vfs.OpWrite, Path: "/db/clog/"}) // the first write, after the create
 	if err := c.Checkpoint(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("checkpoint whose page write fails: %v", err)
@@ -337,4 +323,20 @@ func openTestCLOG(t testing.TB, fs vfs.FS, nslots int) *CLOG {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// openDirtyCLOG opens a CLOG of two slots on a new MemFS, zeroes page 0
+// and sets xid 5 committed: a dirty page for the next checkpoint to write
+// and sync.
+func openDirtyCLOG(t testing.TB) (*vfs.MemFS, *CLOG) {
+	t.Helper()
+	fs := vfs.NewMemFS()
+	c := openTestCLOG(t, fs, 2)
+	if err := c.ZeroPage(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetStatus([]base.XID{5}, Committed, 0); err != nil {
+		t.Fatal(err)
+	}
+	return fs, c
 }

@@ -19,11 +19,7 @@ import (
 func TestCLOGSyncFailureKeepsRedoPoint(t *testing.T) {
 	fs := vfs.NewMemFS()
 	l, m := openManager(t, fs, walConfig())
-	tx := m.Begin()
-	x, err := tx.WriteXID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx, x := beginWriter(t, m)
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,15 +53,8 @@ func TestHaltReleasesRowWaiter(t *testing.T) {
 	h := base.NewHalt()
 	l, m := openManagerConfig(t, fs, walConfig(), Config{Halt: h})
 	defer l.Close()
-	holder := m.Begin()
-	hx, err := holder.WriteXID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prep := m.Begin()
-	if _, err := prep.WriteXID(); err != nil {
-		t.Fatal(err)
-	}
+	holder, hx := beginWriter(t, m)
+	prep, _ := beginWriter(t, m)
 	if err := prep.Prepare("g1"); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +87,7 @@ func TestHaltReleasesRowWaiter(t *testing.T) {
 		}
 	}
 	fresh := m.Begin()
-	_, err = fresh.WriteXID()
+	_, err := fresh.WriteXID()
 	isStop("WriteXID", err)
 	isStop("Wait", fresh.Wait(context.Background(), hx))
 	isStop("Prepare", m.Begin().Prepare("g2"))
@@ -144,14 +133,10 @@ func TestHaltReleasesRowWaiter(t *testing.T) {
 func TestCommitFlushFailureReleasesWaiters(t *testing.T) {
 	fs := vfs.NewMemFS()
 	l, m := openManager(t, fs, walConfig())
-	committer := m.Begin()
-	cx, err := committer.WriteXID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	committer, cx := beginWriter(t, m)
 	waiter, waited := startWaiter(t, m, cx)
 	fs.InjectError(vfs.Injection{Op: vfs.OpSync, Path: testDir + "/wal/", Persistent: true})
-	err = committer.Commit()
+	err := committer.Commit()
 	if !errors.Is(err, base.ErrStopped) || !errors.Is(err, syscall.EIO) {
 		t.Errorf("Commit with a failing WAL fsync = %v, want ErrStopped wrapping EIO", err)
 	}
@@ -204,11 +189,7 @@ func TestCommitFlushFailureReleasesWaiters(t *testing.T) {
 func TestCLOGFailureAtEndStops(t *testing.T) {
 	fs := vfs.NewMemFS()
 	l, m := openManagerConfig(t, fs, walConfig(), Config{CLOGBuffers: 2})
-	holder := m.Begin()
-	hx, err := holder.WriteXID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	holder, hx := beginWriter(t, m)
 	waiter, waited := startWaiter(t, m, hx)
 	// Evict hx's page (it is written out), then make CLOG reads fail.
 	for _, p := range []base.XID{3, 4} {
@@ -245,10 +226,7 @@ func TestCLOGFailureAtEndStops(t *testing.T) {
 // delivers Wait's result.
 func startWaiter(t *testing.T, m *Manager, holder base.XID) (*Tx, <-chan error) {
 	t.Helper()
-	waiter := m.Begin()
-	if _, err := waiter.WriteXID(); err != nil {
-		t.Fatal(err)
-	}
+	waiter, _ := beginWriter(t, m)
 	waited := make(chan error, 1)
 	go func() { waited <- waiter.Wait(context.Background(), holder) }()
 	for m.locks.Stats().Waiting == 0 {

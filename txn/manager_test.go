@@ -48,6 +48,17 @@ func openManagerConfig(t testing.TB, fs vfs.FS, wcfg xlog.Config, cfg Config) (*
 	return l, m
 }
 
+// beginWriter begins a transaction on m and assigns it its xid.
+func beginWriter(t testing.TB, m *Manager) (*Tx, base.XID) {
+	t.Helper()
+	tx := m.Begin()
+	x, err := tx.WriteXID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tx, x
+}
+
 // TestCrashKeepsDurableCommits runs transactions from several goroutines,
 // crashes the file system at a random moment, and checks after recovery:
 // every transaction whose Commit returned is committed, every one still
@@ -436,19 +447,12 @@ func (s clogSource) IsDurable(x base.XID) bool         { return s.c.IsDurable(x,
 func TestConflictWaitOutlastsProcArray(t *testing.T) {
 	l, m := openManager(t, vfs.NewMemFS(), walConfig())
 	defer l.Close()
-	writer := m.Begin()
-	if _, err := writer.WriteXID(); err != nil {
-		t.Fatal(err)
-	}
+	writer, _ := beginWriter(t, m)
 	var before Snapshot
 	if err := writer.Snapshot(&before); err != nil {
 		t.Fatal(err)
 	}
-	committer := m.Begin()
-	cx, err := committer.WriteXID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	committer, cx := beginWriter(t, m)
 	// writer's old snapshot did not see committer at all; make it a row
 	// committer deleted after that snapshot was taken.
 	before.XIP = append(before.XIP, cx)
@@ -515,11 +519,7 @@ func TestConflictWaitOutlastsProcArray(t *testing.T) {
 func TestRollbackAcrossCheckpointStaysAborted(t *testing.T) {
 	fs := vfs.NewMemFS()
 	l, m := openManager(t, fs, walConfig())
-	tx := m.Begin()
-	x, err := tx.WriteXID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx, x := beginWriter(t, m)
 	atEnd, release := make(chan struct{}), make(chan struct{})
 	testHookBeforeEnd = func(xid base.XID) {
 		if xid == x {

@@ -216,12 +216,19 @@ func (l *Log) writeOut(target base.LSN) error {
 		return err
 	}
 	l.waitInsertions(target)
+	return l.writeFinished(&l.written, target)
+}
+
+// writeFinished takes writeMu and writes out (and syncs) every insertion
+// finished so far, unless the log has stopped or mark (written or flushed)
+// has reached target meanwhile: another writer did the work.
+func (l *Log) writeFinished(mark *atomic.Uint64, target base.LSN) error {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	if err := l.stopped(); err != nil {
 		return err
 	}
-	if base.LSN(l.written.Load()) >= target {
+	if base.LSN(mark.Load()) >= target {
 		return nil
 	}
 	return l.writeLocked(l.finishedUpto())
@@ -294,15 +301,7 @@ func (l *Log) flushAsLeader(lsn base.LSN) error {
 	if l.cfg.CommitDelay > 0 && l.siblingsActive() {
 		l.cfg.Clock.Sleep(l.cfg.CommitDelay)
 	}
-	l.writeMu.Lock()
-	defer l.writeMu.Unlock()
-	if err := l.stopped(); err != nil {
-		return err
-	}
-	if base.LSN(l.flushed.Load()) >= lsn {
-		return nil
-	}
-	return l.writeLocked(l.finishedUpto())
+	return l.writeFinished(&l.flushed, lsn)
 }
 
 func (l *Log) siblingsActive() bool {

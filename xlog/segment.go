@@ -109,22 +109,8 @@ func (l *Log) ensureSegmentLocked(seg int64) error {
 		return err
 	}
 	tmp := path.Join(l.walDir, tempSegmentName)
-	f, err := l.fs.Create(tmp)
+	err = vfs.CreateAtomic(l.fs, tmp, p, func(f vfs.File) error { return writeZeros(f, 0, l.segSize) })
 	if err != nil {
-		return err
-	}
-	if err := writeZeros(f, 0, l.segSize); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := l.fs.Rename(tmp, p); err != nil {
 		return err
 	}
 	return l.fs.SyncDir(l.walDir)

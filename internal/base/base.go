@@ -87,3 +87,17 @@ const (
 	MaxKeySize   = 1024
 	MaxValueSize = 64 << 20
 )
+
+// CheckKey validates a key against the engine's limit: empty for a key of
+// zero bytes, tooLarge, wrapped with the length, for one over MaxKeySize. Each
+// layer that checks keys passes its own sentinels, so what it returns keeps
+// its package's message and errors.Is identity.
+func CheckKey(key []byte, empty, tooLarge error) error {
+	if len(key) == 0 {
+		return empty
+	}
+	if len(key) > MaxKeySize {
+		return fmt.Errorf("%w: %d bytes, at most %d", tooLarge, len(key), MaxKeySize)
+	}
+	return nil
+}

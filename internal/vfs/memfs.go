@@ -572,23 +572,35 @@ func (f *memFile) checkLocked(op string) error {
 	return nil
 }
 
+// beginIOLocked runs the checks ReadAt and WriteAt share, in their order: a
+// closed or crashed handle, a negative offset, an empty p (which succeeds
+// without counting as an operation), then the injection point for op. done
+// reports that the call ends here, with err (nil for an empty p); name is the
+// PathError's Op.
+func (f *memFile) beginIOLocked(name string, op Op, off int64, n int) (done bool, err error) {
+	if err := f.checkLocked(name); err != nil {
+		return true, err
+	}
+	if off < 0 {
+		return true, &fs.PathError{Op: name, Path: f.name, Err: syscall.EINVAL}
+	}
+	if n == 0 {
+		return true, nil
+	}
+	if err := f.fs.injectLocked(op, f.path, ""); err != nil {
+		return true, &fs.PathError{Op: name, Path: f.name, Err: err}
+	}
+	return false, nil
+}
+
 // ReadAt reads what the file holds now, like os.File.ReadAt: fewer than
 // len(p) bytes come with io.EOF.
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	m := f.fs
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := f.checkLocked("read"); err != nil {
+	if done, err := f.beginIOLocked("read", OpRead, off, len(p)); done {
 		return 0, err
-	}
-	if off < 0 {
-		return 0, &fs.PathError{Op: "read", Path: f.name, Err: syscall.EINVAL}
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if err := m.injectLocked(OpRead, f.path, ""); err != nil {
-		return 0, &fs.PathError{Op: "read", Path: f.name, Err: err}
 	}
 	m.mu.stats.Reads++
 	if off >= int64(len(f.ino.data)) {
@@ -607,20 +619,10 @@ func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 	m := f.fs
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := f.checkLocked("write"); err != nil {
+	if done, err := f.beginIOLocked("write", OpWrite, off, len(p)); done {
 		return 0, err
 	}
-	if off < 0 {
-		return 0, &fs.PathError{Op: "write", Path: f.name, Err: syscall.EINVAL}
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	err := m.injectLocked(OpWrite, f.path, "")
-	if err == nil {
-		err = m.reserveLocked(f.ino, off+int64(len(p)))
-	}
-	if err != nil {
+	if err := m.reserveLocked(f.ino, off+int64(len(p))); err != nil {
 		return 0, &fs.PathError{Op: "write", Path: f.name, Err: err}
 	}
 	op := fileOp{off: off, data: slices.Clone(p)}

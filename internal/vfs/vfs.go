@@ -87,12 +87,27 @@ func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // left by an earlier attempt is intended; name itself is only ever replaced
 // by the rename, never truncated. The new file has mode FilePerm.
 func WriteFileAtomic(fsys FS, name string, data []byte) error {
-	tmp := name + ".tmp"
+	err := CreateAtomic(fsys, name+".tmp", name, func(f File) error {
+		_, err := f.WriteAt(data, 0)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return fsys.SyncDir(Dir(name))
+}
+
+// CreateAtomic makes name appear with the contents fill writes: it creates
+// (or truncates) tmp, calls fill on it, syncs and closes it, and renames it
+// over name. It stops at the first error, closing tmp if it is open and
+// leaving it behind. It does not sync the directory: a caller that needs the
+// rename to be durable calls SyncDir after it, as WriteFileAtomic does.
+func CreateAtomic(fsys FS, tmp, name string, fill func(File) error) error {
 	f, err := fsys.Create(tmp)
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteAt(data, 0); err != nil {
+	if err := fill(f); err != nil {
 		f.Close()
 		return err
 	}
@@ -103,10 +118,7 @@ func WriteFileAtomic(fsys FS, name string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := fsys.Rename(tmp, name); err != nil {
-		return err
-	}
-	return fsys.SyncDir(Dir(name))
+	return fsys.Rename(tmp, name)
 }
 
 // ReadFile reads the whole named file.
