@@ -64,70 +64,51 @@ type run struct {
 	level   int // merge passes its records have been through
 }
 
-// bufPool keeps the stream buffers of one sort or hash for reuse. A merge
-// that opens fresh readers takes the buffers the last merge's readers gave
-// back, instead of allocating new ones while the old wait for the collector;
-// so the Go heap holds what the streams in use at once hold, not twice that.
-// The pool never holds more buffers than were in use at once. A nil pool
-// allocates every time (tests, the fuzz target).
+// bufPool keeps the slabs of one sort or hash for reuse. A slab is
+// streamCost bytes: one stream's raw buffer (rawCap) and block buffer
+// (blockCap) side by side, and also the size of a sort's load chunk. A
+// merge's readers take the slabs the load or the last merge gave back,
+// instead of allocating new ones while the old wait for the collector, so
+// the Go heap holds what is in use, not that and its garbage. The pool never
+// holds more slabs than were in use at once. A nil pool allocates every time
+// (tests, the fuzz target).
 type bufPool struct {
-	blockSize int
-	raws      [][]byte // buffers of cap rawCap(blockSize)
-	blocks    [][]byte // buffers of cap blockCap(blockSize)
+	size  int
+	slabs [][]byte
 }
 
-func newBufPool(blockSize int) *bufPool { return &bufPool{blockSize: blockSize} }
+func newBufPool(blockSize int) *bufPool { return &bufPool{size: int(streamCost(blockSize))} }
 
-// raw returns an empty buffer for uncompressed records.
-func (p *bufPool) raw(blockSize int) []byte {
-	if p != nil && len(p.raws) > 0 {
-		b := p.raws[len(p.raws)-1]
-		p.raws = p.raws[:len(p.raws)-1]
-		return b[:0]
+// get returns a slab of streamCost(blockSize) bytes.
+func (p *bufPool) get(blockSize int) []byte {
+	if p != nil && len(p.slabs) > 0 {
+		b := p.slabs[len(p.slabs)-1]
+		p.slabs = p.slabs[:len(p.slabs)-1]
+		return b
 	}
-	return make([]byte, 0, rawCap(blockSize))
+	return make([]byte, streamCost(blockSize))
 }
 
-// block returns an empty buffer for a block as written to disk.
-func (p *bufPool) block(blockSize int) []byte {
-	if p != nil && len(p.blocks) > 0 {
-		b := p.blocks[len(p.blocks)-1]
-		p.blocks = p.blocks[:len(p.blocks)-1]
-		return b[:0]
-	}
-	return make([]byte, 0, blockCap(blockSize))
-}
-
-// put gives buffers back; one a large record grew to another size is left
-// to the collector.
-func (p *bufPool) put(bufs ...[]byte) {
-	if p == nil {
-		return
-	}
-	for _, b := range bufs {
-		switch cap(b) {
-		case rawCap(p.blockSize):
-			p.raws = append(p.raws, b)
-		case blockCap(p.blockSize):
-			p.blocks = append(p.blocks, b)
-		}
+// put gives a slab back.
+func (p *bufPool) put(slab []byte) {
+	if p != nil && cap(slab) == p.size {
+		p.slabs = append(p.slabs, slab[:cap(slab)])
 	}
 }
 
-// fit returns b emptied, or a buffer of the usual size from the pool if a
-// large record grew b past twice that, so one big record does not keep its
-// memory for the rest of the stream.
-func fit(b []byte, usual int, get func() []byte) []byte {
-	if cap(b) > 2*usual {
-		return get()
-	}
-	return b[:0]
+// splitSlab returns a slab's raw and block buffers, empty. A buffer a large
+// record outgrew is replaced by a new one and dropped after its block, so
+// one big record does not keep its memory for the rest of the stream.
+func splitSlab(slab []byte, blockSize int) (raw, blk []byte) {
+	rc := rawCap(blockSize)
+	return slab[:0:rc], slab[rc:rc:len(slab)]
 }
 
 // runWriter appends records to a run file in blocks.
 type runWriter struct {
 	tf        *tempFile
 	pool      *bufPool
+	slab      []byte // where raw and buf live unless a large record outgrew them
 	blockSize int
 	raw       []byte
 	count     uint32
@@ -136,8 +117,9 @@ type runWriter struct {
 }
 
 func newRunWriter(tf *tempFile, blockSize int, pool *bufPool) *runWriter {
-	return &runWriter{tf: tf, pool: pool, blockSize: blockSize,
-		raw: pool.raw(blockSize), buf: pool.block(blockSize)}
+	w := &runWriter{tf: tf, pool: pool, slab: pool.get(blockSize), blockSize: blockSize}
+	w.raw, w.buf = splitSlab(w.slab, blockSize)
+	return w
 }
 
 // add appends one record; it writes a block once the block is full.
@@ -175,8 +157,7 @@ func (w *runWriter) flush() error {
 		return err
 	}
 	w.count = 0
-	w.raw = fit(w.raw, rawCap(w.blockSize), func() []byte { return w.pool.raw(w.blockSize) })
-	w.buf = fit(w.buf, blockCap(w.blockSize), func() []byte { return w.pool.block(w.blockSize) })
+	w.raw, w.buf = splitSlab(w.slab, w.blockSize)
 	return nil
 }
 
@@ -185,8 +166,8 @@ func (w *runWriter) finish(level int) (*run, error) {
 	if err := w.flush(); err != nil {
 		return nil, err
 	}
-	w.pool.put(w.raw, w.buf)
-	w.raw, w.buf = nil, nil
+	w.pool.put(w.slab)
+	w.slab, w.raw, w.buf = nil, nil, nil
 	return &run{tf: w.tf, records: w.records, level: level}, nil
 }
 
@@ -210,6 +191,7 @@ type runReader struct {
 	rec   []byte // the current record, a slice of raw
 	usual int    // block size the buffers are kept at
 	pool  *bufPool
+	slab  []byte // taken at the first block, given back at the end
 }
 
 func newRunReader(src source, name string, size, records int64, blockSize int, pool *bufPool) *runReader {
@@ -230,8 +212,8 @@ func (r *runReader) next() (bool, error) {
 			if r.got != r.want {
 				return false, r.corrupt("%d records, the writer wrote %d", r.got, r.want)
 			}
-			r.pool.put(r.raw, r.buf)
-			r.raw, r.buf, r.rec = nil, nil, nil
+			r.pool.put(r.slab)
+			r.slab, r.raw, r.buf, r.rec = nil, nil, nil, nil
 			return false, nil
 		}
 		if err := r.readBlock(); err != nil {
@@ -272,9 +254,12 @@ func (r *runReader) readBlock() error {
 		return r.corrupt("block at offset %d claims %d bytes in %d records", r.off, rawLen, count)
 	}
 	total := blockHeaderSize + int(plen)
-	if r.buf == nil {
-		r.buf = r.pool.block(r.usual)
+	if r.slab == nil {
+		r.slab = r.pool.get(r.usual)
 	}
+	// The previous block's records have all been consumed: both buffers
+	// go back to the slab's.
+	r.raw, r.buf = splitSlab(r.slab, r.usual)
 	if cap(r.buf) < total {
 		r.buf = make([]byte, total)
 	}
@@ -290,10 +275,6 @@ func (r *runReader) readBlock() error {
 	if n, err := s2.DecodedLen(payload); err != nil || int64(n) != rawLen {
 		return r.corrupt("block at offset %d does not decompress to %d bytes", r.off, rawLen)
 	}
-	if r.raw == nil {
-		r.raw = r.pool.raw(r.usual)
-	}
-	r.raw = fit(r.raw, rawCap(r.usual), func() []byte { return r.pool.raw(r.usual) })
 	if int64(cap(r.raw)) < rawLen {
 		r.raw = make([]byte, rawLen)
 	}
@@ -303,7 +284,6 @@ func (r *runReader) readBlock() error {
 	}
 	r.raw, r.pos, r.left = raw, 0, count
 	r.off += int64(total)
-	r.buf = fit(r.buf, blockCap(r.usual), func() []byte { return r.pool.block(r.usual) })
 	return nil
 }
 

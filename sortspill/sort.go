@@ -70,8 +70,9 @@ type SortStats struct {
 // Record. Close removes every temp file; call it always, also after an
 // error. A Sorter is used by one goroutine; it does not sort stably.
 //
-// Memory: records are copied into chunks of the budget's size class, and the
-// index of them counts 24 bytes a record. When the next record would pass
+// Memory: records are copied into chunks, slabs of one stream's size (see
+// bufPool) that the merge's readers take over, and the index of them counts
+// 24 bytes a record. When the next record would pass
 // the budget less one run writer's buffers, the load is sorted and written
 // as a run, and the chunks are reused for the next load. A record larger
 // than the whole budget is still taken (alone), so the bound is the budget
@@ -130,7 +131,7 @@ func NewSorter(ctx context.Context, cmp func(a, b []byte) int, o SortOptions) (*
 		op:        o.Temp.NewOp(),
 		blockSize: bs,
 		pool:      newBufPool(bs),
-		chunkSize: int(min(max(o.Budget/16, minBlockSize), 1<<20)),
+		chunkSize: int(streamCost(bs)),
 		avail:     o.Budget - streamCost(bs),
 	}
 	return s, nil
@@ -214,7 +215,7 @@ func (s *Sorter) alloc(rec []byte) []byte {
 	}
 	for {
 		if s.chunk == len(s.chunks) {
-			s.chunks = append(s.chunks, make([]byte, 0, s.chunkSize))
+			s.chunks = append(s.chunks, s.pool.get(s.blockSize)[:0])
 		}
 		c := s.chunks[s.chunk]
 		if len(c)+n <= cap(c) {
@@ -238,8 +239,12 @@ func (s *Sorter) resetLoad() {
 	s.bigBytes = 0
 }
 
-// freeLoad gives the load's memory back before the merge takes its share.
+// freeLoad gives the load's chunks to the pool, where the merge's readers
+// find them.
 func (s *Sorter) freeLoad() {
+	for _, c := range s.chunks {
+		s.pool.put(c)
+	}
 	s.recs, s.chunks, s.chunk, s.bigBytes = nil, nil, 0, 0
 }
 
