@@ -90,7 +90,7 @@
 // # Memory
 //
 // work_mem is each Sorter's and HashAgg's Budget. The Go heap a sort holds
-// stays within the budget plus 1 MiB (heapSlack in heap_test.go, which
+// stays within the budget plus 2 MiB (heapSlack in heap_test.go, which
 // measures a sort of 64 MiB in CI and 1 GiB on request with runtime/metrics
 // and fails above it), or one record when a record is larger than the
 // budget. A stream's buffers (rawCap and blockCap) are pooled per

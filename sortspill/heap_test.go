@@ -18,11 +18,13 @@ import (
 var heapTestBytes = flag.Int64("sortspill.heapbytes", 0,
 	"bytes of records the Go-heap test sorts (0: 64 MiB, 16 MiB with -short; the long run is 1 GiB)")
 
-// HeapSlack is the Go heap a sort holds beyond its budget, with room for
-// the test's own sampler and the runtime's noise: the merge readers of the
-// last pass, rounding of the load's chunks and the slice headers of a
-// comparator.
-const heapSlack = 1 << 20
+// heapSlack is the Go heap a sort may hold beyond its budget, as the test
+// measures it: live bytes at each GC, which include what was allocated
+// while the GC marked (an index that doubled, s2's encoder tables, which
+// its sync.Pool drops at each GC) and the runtime's own noise. Measured:
+// 4.2-4.5 MB at a 4 MB budget from 64 MiB to 1 GiB of records, up to
+// 5.3 MB with the CPU shared by other work; it does not grow with the data.
+const heapSlack = 2 << 20
 
 // liveHeap returns the bytes of live objects at the last GC.
 func liveHeap() uint64 {

@@ -18,8 +18,9 @@ import (
 var ErrTempFileLimit = errors.New("sortspill: temp_file_limit exceeded")
 
 // NoTempFileLimit, as TempOptions.Limit, leaves temp files uncapped; as
-// LogAbove it logs none. It is the default of both (temp_file_limit and
-// log_temp_files = -1).
+// LogAbove it logs none. It is what kv's temp_file_limit and log_temp_files
+// default to (-1). Note that a zero TempOptions is not that: it caps temp
+// files at 0 bytes and logs every one.
 const NoTempFileLimit = -1
 
 // tempPrefix starts the name of every temp file this package writes. Sweep
