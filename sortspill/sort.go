@@ -2,7 +2,6 @@ package sortspill
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 )
@@ -85,22 +84,17 @@ type Sorter struct {
 
 	blockSize int
 	pool      *bufPool
-	chunkSize int
 	avail     int64 // budget for records and their index
 
 	// The load being gathered in memory.
-	chunks   [][]byte // every chunk allocated, reused after each run
-	chunk    int      // index of the chunk being filled
-	bigBytes int64    // records too large for a chunk, allocated alone
-	recs     [][]byte
-	bounded  bool // recs is a max-heap of the Limit best records
+	load    arena
+	recs    [][]byte
+	bounded bool // recs is a max-heap of the Limit best records
 
 	runs  []*run
 	added int64
 
-	finished bool
-	closed   bool
-	err      error
+	opState
 
 	// Output.
 	pos     int // next record of recs (in memory)
@@ -131,15 +125,15 @@ func NewSorter(ctx context.Context, cmp func(a, b []byte) int, o SortOptions) (*
 		op:        o.Temp.NewOp(),
 		blockSize: bs,
 		pool:      newBufPool(bs),
-		chunkSize: int(streamCost(bs)),
 		avail:     o.Budget - streamCost(bs),
 	}
+	s.load = arena{chunkSize: int(streamCost(bs)), newChunk: func() []byte { return s.pool.get(bs)[:0] }}
 	return s, nil
 }
 
 // memory returns the bytes the current load holds.
 func (s *Sorter) memory() int64 {
-	return int64(len(s.chunks))*int64(s.chunkSize) + s.bigBytes + int64(cap(s.recs))*24
+	return s.load.memory() + int64(cap(s.recs))*24
 }
 
 func (s *Sorter) notePeak() { s.stats.PeakMemory = max(s.stats.PeakMemory, s.memory()) }
@@ -168,7 +162,7 @@ func (s *Sorter) Add(rec []byte) (err error) {
 			return s.fail(err)
 		}
 	}
-	s.recs = s.appendIndex(s.recs, s.alloc(rec))
+	s.recs = s.appendIndex(s.recs, s.load.alloc(rec))
 	s.notePeak()
 	if s.opts.Limit > 0 && int64(len(s.recs)) > 2*s.opts.Limit && len(s.runs) == 0 {
 		s.startBounded()
@@ -178,17 +172,9 @@ func (s *Sorter) Add(rec []byte) (err error) {
 
 // growth returns the bytes adding a record of n bytes would allocate.
 func (s *Sorter) growth(n int) int64 {
-	var g int64
+	g := s.load.growth(n)
 	if len(s.recs) == cap(s.recs) {
 		g += int64(indexCap(cap(s.recs))) * 24
-	}
-	switch {
-	case n > s.chunkSize/4:
-		g += int64(n)
-	case s.chunk < len(s.chunks) && len(s.chunks[s.chunk])+n <= s.chunkSize:
-	case s.chunk+1 < len(s.chunks):
-	default:
-		g += int64(s.chunkSize)
 	}
 	return g
 }
@@ -206,46 +192,18 @@ func (s *Sorter) appendIndex(recs [][]byte, r []byte) [][]byte {
 	return append(recs, r)
 }
 
-// alloc copies rec into the load's memory.
-func (s *Sorter) alloc(rec []byte) []byte {
-	n := len(rec)
-	if n > s.chunkSize/4 {
-		s.bigBytes += int64(n)
-		return append([]byte(nil), rec...)
-	}
-	for {
-		if s.chunk == len(s.chunks) {
-			s.chunks = append(s.chunks, s.pool.get(s.blockSize)[:0])
-		}
-		c := s.chunks[s.chunk]
-		if len(c)+n <= cap(c) {
-			s.chunks[s.chunk] = c[:len(c)+n]
-			dst := c[len(c) : len(c)+n : len(c)+n]
-			copy(dst, rec)
-			return dst
-		}
-		s.chunk++
-	}
-}
-
 // resetLoad empties the load and keeps its chunks for the next one.
 func (s *Sorter) resetLoad() {
 	clear(s.recs)
 	s.recs = s.recs[:0]
-	for i := range s.chunks {
-		s.chunks[i] = s.chunks[i][:0]
-	}
-	s.chunk = 0
-	s.bigBytes = 0
+	s.load.reset()
 }
 
 // freeLoad gives the load's chunks to the pool, where the merge's readers
 // find them.
 func (s *Sorter) freeLoad() {
-	for _, c := range s.chunks {
-		s.pool.put(c)
-	}
-	s.recs, s.chunks, s.chunk, s.bigBytes = nil, nil, 0, 0
+	s.load.release(s.pool.put)
+	s.recs = nil
 }
 
 // spill sorts the load and writes it as a run.
@@ -308,7 +266,7 @@ func (s *Sorter) pushBounded(rec []byte) {
 		top = top[:len(rec)]
 	} else {
 		top = make([]byte, len(rec))
-		s.bigBytes += int64(len(rec))
+		s.load.bigBytes += int64(len(rec))
 	}
 	copy(top, rec)
 	h[0] = top
@@ -504,31 +462,11 @@ func (s *Sorter) Close() error {
 	return s.op.Close()
 }
 
-// usable returns the error that stops a call: a failure, Close, or a call
-// out of order.
-func (s *Sorter) usable(output bool) error {
-	switch {
-	case s.err != nil:
-		return s.err
-	case s.closed:
-		return errClosed
-	case output && !s.finished:
-		return errors.New("sortspill: Next before Finish")
-	case !output && s.finished:
-		return errors.New("sortspill: input after Finish")
-	}
-	return nil
-}
-
-var errClosed = errors.New("sortspill: sorter is closed")
-
 // fail records err, removes the temp files and returns err.
 func (s *Sorter) fail(err error) error {
-	if s.err == nil {
-		s.err = err
-	}
+	err = s.failed(err)
 	s.Close()
-	return s.err
+	return err
 }
 
 // guard removes the temp files if the comparator panics, then lets the
