@@ -3,6 +3,7 @@ package kv
 import (
 	"errors"
 
+	"github.com/heapkv/heapkv/exec"
 	"github.com/heapkv/heapkv/internal/base"
 	"github.com/heapkv/heapkv/sortspill"
 )
@@ -54,6 +55,9 @@ var (
 	// than temp_file_limit allows; the operation failed and its temp files
 	// are gone. Raise temp_file_limit or work_mem, or narrow the scan.
 	ErrTempFileLimit = sortspill.ErrTempFileLimit
+	// ErrNotNumber: an aggregate's sum met a value that is not a decimal
+	// integer, or the sum passed the int64 range.
+	ErrNotNumber = exec.ErrNotNumber
 	// ErrNotSupported: a feature not built yet; never a silent downgrade.
 	ErrNotSupported = errors.New("kv: not supported")
 	// ErrBadSetting: an option or heapkv.conf line is invalid.

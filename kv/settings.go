@@ -58,10 +58,6 @@ type settingDef struct {
 	notInEffect string
 }
 
-// notInEffectSpill is the note of the settings that only a spilling sort
-// or hash reads: sortspill is built, but no scan runs through it yet.
-const notInEffectSpill = "not in effect yet: no scan or aggregate sorts or hashes through sortspill yet"
-
 // settingDefs is the settings table. Defaults and lower bounds come from
 // the named constants of the subsystem that owns the setting, formatted
 // here in conf syntax; config's subsystem methods (below) turn the resolved
@@ -72,11 +68,11 @@ var settingDefs = []settingDef{
 	{name: "wal_buffers", kind: kindBytes, unit: "8kB", def: "-1", min: xlog.MinWALBuffers, max: 1 << 30, special: []float64{-1},
 		desc: "WAL buffer ring; -1: 1/32 of shared_buffers within 64kB..16MB", field: func(o *Options) any { return &o.WALBuffers }},
 	{name: "work_mem", kind: kindBytes, unit: "kB", def: formatBytes(sortspill.DefaultWorkMem), min: sortspill.MinBudget, max: 1 << 40,
-		desc: "memory of one sort or hash before it spills", field: func(o *Options) any { return &o.WorkMem }, notInEffect: notInEffectSpill},
+		desc: "memory of one sort or hash before it spills", field: func(o *Options) any { return &o.WorkMem }},
 	{name: "temp_file_limit", kind: kindBytes, unit: "kB", def: "-1", min: 0, max: 1 << 50, special: []float64{sortspill.NoTempFileLimit},
-		desc: "bytes one operation's temp files may hold at once; -1: no limit", field: func(o *Options) any { return &o.TempFileLimit }, notInEffect: notInEffectSpill},
+		desc: "bytes one operation's temp files may hold at once; -1: no limit", field: func(o *Options) any { return &o.TempFileLimit }},
 	{name: "log_temp_files", kind: kindBytes, unit: "kB", def: "-1", min: 0, max: 1 << 50, special: []float64{sortspill.NoTempFileLimit},
-		desc: "log temp files of at least this size when removed; -1: none", field: func(o *Options) any { return &o.LogTempFiles }, notInEffect: notInEffectSpill},
+		desc: "log temp files of at least this size when removed; -1: none", field: func(o *Options) any { return &o.LogTempFiles }},
 	{name: "maintenance_work_mem", kind: kindBytes, unit: "kB", def: formatBytes(defaultMaintenanceWorkMem), min: 1 << 20, max: 1 << 40,
 		desc: "memory of VACUUM and bulk load", field: func(o *Options) any { return &o.MaintenanceWorkMem }, notInEffect: "not in effect yet: VACUUM and bulk load are not built"},
 	{name: "temp_buffers", kind: kindBytes, unit: "8kB", def: formatBytes(defaultTempBuffers), min: 800 << 10, max: 1 << 40,

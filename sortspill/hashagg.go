@@ -39,6 +39,8 @@ type HashStats struct {
 	Groups     int64 // groups emitted
 	Partitions int   // partitions of the first spill ("Planned Partitions"), 0 if none
 	Depth      int   // deepest recursion level processed, 0 if nothing spilled
+	TempWrite  int64 // bytes written to temp files
+	TempRead   int64 // bytes read back from them
 }
 
 const (
@@ -473,6 +475,7 @@ func (a *HashAgg) Err() error { return a.err }
 func (a *HashAgg) Stats() HashStats {
 	st := a.stats
 	st.DiskBytes = a.op.Peak()
+	st.TempWrite, st.TempRead = a.op.Written(), a.op.Read()
 	return st
 }
 

@@ -62,6 +62,8 @@ type SortStats struct {
 	Runs       int   // sorted runs written before merging
 	Passes     int   // merge passes over the deepest record, the last (streamed) one included
 	MergeOrder int   // runs one merge reads at once
+	TempWrite  int64 // bytes written to temp files
+	TempRead   int64 // bytes read back from them
 }
 
 // A Sorter sorts byte records under a comparator within a memory budget.
@@ -445,8 +447,13 @@ func (s *Sorter) Record() []byte { return s.cur }
 // Err returns the error that stopped the sort, if any.
 func (s *Sorter) Err() error { return s.err }
 
-// Stats returns the sort's figures; they are complete after Finish.
-func (s *Sorter) Stats() SortStats { return s.stats }
+// Stats returns the sort's figures; they are complete once Next has
+// returned false.
+func (s *Sorter) Stats() SortStats {
+	st := s.stats
+	st.TempWrite, st.TempRead = s.op.Written(), s.op.Read()
+	return st
+}
 
 // Close releases the sort's memory and removes its temp files. It returns
 // the first error of removing them; a sort that failed was closed already

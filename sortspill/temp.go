@@ -120,9 +120,11 @@ func (ts *TempSpace) mkdir() error {
 // Close removes every file it still has; it is safe to call more than once.
 type Op struct {
 	ts    *TempSpace
-	used  int64 // bytes in this operation's live files
-	peak  int64
-	files map[*tempFile]struct{}
+	used    int64 // bytes in this operation's live files
+	peak    int64
+	written int64 // bytes written to its files, all told
+	read    int64 // bytes read back
+	files   map[*tempFile]struct{}
 }
 
 // NewOp starts an operation's use of the temp space. A nil TempSpace gives a
@@ -165,6 +167,23 @@ func (op *Op) Peak() int64 {
 	return op.peak
 }
 
+// Written and Read return the bytes the operation wrote to and read from
+// its temp files (EXPLAIN's "temp written" and "temp read").
+func (op *Op) Written() int64 {
+	if op == nil {
+		return 0
+	}
+	return op.written
+}
+
+// Read: see Written.
+func (op *Op) Read() int64 {
+	if op == nil {
+		return 0
+	}
+	return op.read
+}
+
 // Close removes every file of the operation and returns the first error.
 func (op *Op) Close() error {
 	if op == nil {
@@ -201,6 +220,7 @@ func (tf *tempFile) append(p []byte) error {
 	}
 	tf.size += int64(len(p))
 	op.used += int64(len(p))
+	op.written += int64(len(p))
 	op.peak = max(op.peak, op.used)
 	op.ts.bytes.Add(uint64(len(p)))
 	return nil
@@ -215,6 +235,7 @@ func (tf *tempFile) readAt(p []byte, off int64) error {
 	if _, err := tf.f.ReadAt(p, off); err != nil {
 		return fmt.Errorf("sortspill: read temp file: %w", err)
 	}
+	tf.op.read += int64(len(p))
 	return nil
 }
 
