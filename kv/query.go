@@ -209,6 +209,30 @@ func (g *Groups) Explain() string {
 	return g.p.Analyze()
 }
 
+// ExplainQuery is Tx.ExplainQuery in the keyspace.
+func (k *Keyspace) ExplainQuery(q Query) (string, error) {
+	if k.err != nil {
+		return "", k.err
+	}
+	p, err := exec.PlanQuery(q, k.tx.env(k.ks))
+	if err != nil {
+		return "", err
+	}
+	return p.String(), nil
+}
+
+// ExplainAggregate is Tx.ExplainAggregate in the keyspace.
+func (k *Keyspace) ExplainAggregate(a Aggregate) (string, error) {
+	if k.err != nil {
+		return "", k.err
+	}
+	p, err := exec.PlanAggregate(a, k.tx.env(k.ks))
+	if err != nil {
+		return "", err
+	}
+	return p.String(), nil
+}
+
 // Query is Tx.Query in the keyspace.
 func (k *Keyspace) Query(q Query) *Rows {
 	if k.err != nil {

@@ -8,26 +8,43 @@ import "errors"
 // table's keys live in one each.
 type arena struct {
 	chunkSize int
-	newChunk  func() []byte // an empty chunk of cap chunkSize
-	chunks    [][]byte      // every chunk allocated, reused after reset
-	chunk     int           // index of the chunk being filled
-	bigBytes  int64         // records too large for a chunk, allocated alone
+	// newChunk makes an empty chunk of cap chunkSize; nil makes chunks that
+	// start at minBlockSize and double up to chunkSize, so that a few small
+	// records do not take a whole chunk.
+	newChunk   func() []byte
+	chunks     [][]byte // every chunk allocated, reused after reset
+	chunk      int      // index of the chunk being filled
+	chunkBytes int64    // the chunks' capacities
+	bigBytes   int64    // records too large for a chunk, allocated alone
 }
 
 // memory returns the bytes the arena holds.
-func (a *arena) memory() int64 { return int64(len(a.chunks))*int64(a.chunkSize) + a.bigBytes }
+func (a *arena) memory() int64 { return a.chunkBytes + a.bigBytes }
+
+// nextChunkSize is the capacity of the chunk the arena would make next
+// for a record of n bytes (at most a quarter of chunkSize).
+func (a *arena) nextChunkSize(n int) int {
+	if a.newChunk != nil {
+		return a.chunkSize
+	}
+	next := minBlockSize
+	if len(a.chunks) > 0 {
+		next = 2 * cap(a.chunks[len(a.chunks)-1])
+	}
+	return min(max(next, n), a.chunkSize)
+}
 
 // growth returns the bytes copying a record of n bytes would allocate.
 func (a *arena) growth(n int) int64 {
 	switch {
 	case n > a.chunkSize/4:
 		return int64(n)
-	case a.chunk < len(a.chunks) && len(a.chunks[a.chunk])+n <= a.chunkSize:
+	case a.chunk < len(a.chunks) && len(a.chunks[a.chunk])+n <= cap(a.chunks[a.chunk]):
 		return 0
-	case a.chunk+1 < len(a.chunks):
+	case a.chunk+1 < len(a.chunks) && n <= cap(a.chunks[a.chunk+1]):
 		return 0
 	}
-	return int64(a.chunkSize)
+	return int64(a.nextChunkSize(n))
 }
 
 // alloc copies rec into the arena. The copy's capacity is its length, so
@@ -40,7 +57,14 @@ func (a *arena) alloc(rec []byte) []byte {
 	}
 	for {
 		if a.chunk == len(a.chunks) {
-			a.chunks = append(a.chunks, a.newChunk())
+			var c []byte
+			if a.newChunk != nil {
+				c = a.newChunk()
+			} else {
+				c = make([]byte, 0, a.nextChunkSize(n))
+			}
+			a.chunks = append(a.chunks, c)
+			a.chunkBytes += int64(cap(c))
 		}
 		c := a.chunks[a.chunk]
 		if len(c)+n <= cap(c) {
@@ -66,7 +90,7 @@ func (a *arena) release(put func([]byte)) {
 	for _, c := range a.chunks {
 		put(c)
 	}
-	a.chunks, a.chunk, a.bigBytes = nil, 0, 0
+	a.chunks, a.chunk, a.chunkBytes, a.bigBytes = nil, 0, 0, 0
 }
 
 // opState is where a sort or a hash aggregate is in its life: taking input,

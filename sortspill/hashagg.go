@@ -206,7 +206,7 @@ func hashWritersReserve(n, bs int) int64 {
 // newBatch starts an empty table at level.
 func (a *HashAgg) newBatch(level int) {
 	a.level = level
-	a.t = &hashTable{keys: arena{chunkSize: a.chunkSize, newChunk: a.newChunk}}
+	a.t = &hashTable{keys: arena{chunkSize: a.chunkSize}}
 	a.pos = 0
 	for len(a.seeds) <= level {
 		a.seeds = append(a.seeds, maphash.MakeSeed())
@@ -499,9 +499,6 @@ func (a *HashAgg) fail(err error) error {
 	a.Close()
 	return err
 }
-
-// newChunk makes a chunk for the table's keys.
-func (a *HashAgg) newChunk() []byte { return make([]byte, 0, a.chunkSize) }
 
 // guard removes the temp files if Step panics, then lets the panic go on.
 func (a *HashAgg) guard() {

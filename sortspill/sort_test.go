@@ -409,3 +409,34 @@ func TestSweep(t *testing.T) {
 		t.Errorf("sweep of a missing directory: %d, %v", n, err)
 	}
 }
+
+func TestArenaGrowsItsChunks(t *testing.T) {
+	a := arena{chunkSize: 256 << 10}
+	if g := a.growth(10); g != minBlockSize {
+		t.Fatalf("a first small record would take %d bytes, want a %d-byte chunk", g, minBlockSize)
+	}
+	a.alloc(make([]byte, 10))
+	if a.memory() != minBlockSize {
+		t.Fatalf("memory %d after one small record", a.memory())
+	}
+	big := make([]byte, 40<<10) // over the next chunk's doubling, under a quarter of chunkSize
+	if g := a.growth(len(big)); g != int64(len(big)) {
+		t.Fatalf("a %d-byte record would take %d bytes", len(big), g)
+	}
+	if got := a.alloc(big); len(got) != len(big) || len(a.chunks) != 2 {
+		t.Fatalf("the record took %d chunks", len(a.chunks))
+	}
+	for range 100 {
+		a.alloc(make([]byte, 1000))
+	}
+	if last := cap(a.chunks[len(a.chunks)-1]); last > a.chunkSize {
+		t.Fatalf("a chunk of %d bytes, over chunkSize %d", last, a.chunkSize)
+	}
+	var sum int64
+	for _, c := range a.chunks {
+		sum += int64(cap(c))
+	}
+	if a.memory() != sum {
+		t.Fatalf("memory %d, chunks hold %d", a.memory(), sum)
+	}
+}

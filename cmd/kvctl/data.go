@@ -105,11 +105,10 @@ func runScan(e *env, args []string) error {
 	fs := e.flags("scan")
 	ks := keyspaceFlag(fs)
 	format := formatFlag(fs)
-	start := fs.String("start", "", "first `KEY` (inclusive; default: the first key)")
-	end := fs.String("end", "", "`KEY` to stop before (exclusive; default: past the last key)")
-	prefix := fs.String("prefix", "", "only keys beginning with `P` (instead of --start and --end)")
+	rf := addRangeFlags(fs)
 	limit := fs.Int("limit", 0, "stop after `N` pairs (0: no limit)")
 	reverse := fs.Bool("reverse", false, "from the last key down")
+	qf := addQueryFlags(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -119,44 +118,53 @@ func runScan(e *env, args []string) error {
 	if *limit < 0 {
 		return usageErrorf("--limit must not be negative")
 	}
-	var lo, hi []byte
-	if *start != "" {
-		lo = []byte(*start)
+	lo, hi, err := rf.bounds()
+	if err != nil {
+		return err
 	}
-	if *end != "" {
-		hi = []byte(*end)
-	}
-	if *prefix != "" {
-		if *start != "" || *end != "" {
-			return usageErrorf("--prefix excludes --start and --end")
-		}
-		lo, hi = []byte(*prefix), prefixEnd([]byte(*prefix))
+	q, sorted, err := qf.query(lo, hi, *reverse, *limit)
+	if err != nil {
+		return err
 	}
 	w := bufio.NewWriterSize(e.stdout, 64<<10)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	err := e.withDB(true, func(db *kv.DB) error {
+	err = e.withDB(true, func(db *kv.DB) error {
 		return db.View(context.Background(), func(tx *kv.Tx) error {
-			it := tx.Keyspace(*ks).Scan(lo, hi, &kv.ScanOptions{Reverse: *reverse, Limit: *limit})
-			defer it.Close()
-			for it.Next() {
-				var err error
-				if *format == "json" {
-					err = enc.Encode(newJSONRecord(it.Key(), it.Value()))
-				} else {
-					_, err = fmt.Fprintf(w, "%s\t%s\n", textField(it.Key()), textField(it.Value()))
+			k := tx.Keyspace(*ks)
+			if sorted {
+				r := k.Query(q)
+				err := printRows(w, *format, r)
+				if cerr := r.Close(); err == nil {
+					err = cerr
 				}
-				if err != nil {
-					return err
-				}
+				return err
 			}
-			return it.Err()
+			it := k.Scan(lo, hi, &kv.ScanOptions{Reverse: *reverse, Limit: *limit})
+			defer it.Close()
+			return printIterator(w, *format, it)
 		})
 	})
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
 	return err
+}
+
+// printIterator writes a scan's pairs: KEY<TAB>VALUE lines, or JSON lines.
+func printIterator(w io.Writer, format string, it *kv.Iterator) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for it.Next() {
+		var err error
+		if format == "json" {
+			err = enc.Encode(newJSONRecord(it.Key(), it.Value()))
+		} else {
+			_, err = fmt.Fprintf(w, "%s\t%s\n", textField(it.Key()), textField(it.Value()))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return it.Err()
 }
 
 // prefixEnd returns the least key above every key beginning with p, or nil

@@ -12,7 +12,8 @@
 // setting back to its default (synchronous_commit on over a file that
 // turned it off).
 //
-// Commands that only read (get, scan, stats, show, check, keyspace list)
+// Commands that only read (get, scan, agg, explain, stats, show, check,
+// keyspace list)
 // refuse a data directory that does not exist instead of creating one;
 // commands that write create it.
 //
@@ -22,8 +23,17 @@
 //	put [--keyspace NAME] KEY VALUE         set KEY; VALUE - reads stdin to EOF
 //	del [--keyspace NAME] KEY...            delete keys (absent ones are no error)
 //	scan [--start K] [--end K] [--prefix P] [--limit N] [--reverse]
+//	     [--order-by key|value] [--desc] [--offset N]
 //	     [--keyspace NAME] [--format text|json]
-//	                                        list key/value pairs in [start, end)
+//	                                        list key/value pairs in [start, end);
+//	                                        by value sorts under work_mem (kv.Tx.Query)
+//	agg [--start K] [--end K] [--prefix P]
+//	    [--group-by-prefix SEP | --group-by-length N | --group-by-value]
+//	    [--count] [--count-distinct] [--min] [--max] [--sum] [--ordered]
+//	    [--keyspace NAME] [--format text|json]
+//	                                        one line per group: the group, then the
+//	                                        aggregates asked for (kv.Tx.Aggregate)
+//	explain [--analyze] scan|agg FLAGS...   the plan, as EXPLAIN [ANALYZE]
 //	load [--batch N] [--keyspace NAME] [--format text|json] [--progress] FILE|-
 //	                                        bulk load key/value lines
 //	stats [--format text|json]              the database's counters (kv.DB.Stats)
