@@ -119,7 +119,7 @@ func (ts *TempSpace) mkdir() error {
 // the bytes they hold, under temp_file_limit. An Op is used by one goroutine.
 // Close removes every file it still has; it is safe to call more than once.
 type Op struct {
-	ts    *TempSpace
+	ts      *TempSpace
 	used    int64 // bytes in this operation's live files
 	peak    int64
 	written int64 // bytes written to its files, all told
