@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/heapkv/heapkv/sortspill"
+	"github.com/heapkv/heapkv/table"
 )
 
 // Source is a key-ordered scan of one range of a keyspace, as kv provides
@@ -36,6 +37,12 @@ type Env struct {
 	EstRows int64
 	// Keyspace names the scanned keyspace in EXPLAIN.
 	Keyspace string
+	// Stats are the keyspace's statistics from its last Analyze; nil means
+	// none, and the planner then takes the index scan.
+	Stats *table.Statistics
+	// CachePages is the buffer pool's size in pages, for the planner's
+	// estimate of page reads.
+	CachePages float64
 }
 
 // Order says what a Query sorts its rows by.
@@ -75,6 +82,9 @@ type Query struct {
 	// Offset skips that many rows of the order; Limit, when positive,
 	// stops after that many more.
 	Offset, Limit int64
+	// Scan forces how the range is read; ScanAuto (the zero value) lets
+	// the planner choose.
+	Scan ScanMethod
 }
 
 // check returns an error for a Query that cannot run.
@@ -88,6 +98,8 @@ func (q *Query) check() error {
 		return errors.New("exec: a SortKey given without ordering by function")
 	case q.Offset < 0 || q.Limit < 0:
 		return fmt.Errorf("exec: negative offset %d or limit %d", q.Offset, q.Limit)
+	case q.Scan < ScanAuto || q.Scan > ScanBitmap:
+		return fmt.Errorf("exec: unknown scan method %d", int(q.Scan))
 	}
 	return nil
 }
@@ -153,18 +165,22 @@ func blocks(n int64) int64 { return (n + 8191) / 8192 }
 // Plan is a prepared query or aggregate: EXPLAIN's text before a run, and
 // EXPLAIN ANALYZE's after one.
 type Plan struct {
-	root    *node
-	bufHit  uint64 // the run's buffer hits and reads, when Env.Buffers is set
-	bufRead uint64
-	hasBufs bool
-	total   time.Duration
-	ran     bool
+	root     *node
+	planning string // the planner's reasons, a footer line
+	bufHit   uint64 // the run's buffer hits and reads, when Env.Buffers is set
+	bufRead  uint64
+	hasBufs  bool
+	total    time.Duration
+	ran      bool
 }
 
 // String is EXPLAIN: the plan with its estimates.
 func (p *Plan) String() string {
 	var b strings.Builder
 	p.root.explain(&b, 0, false)
+	if p.planning != "" {
+		b.WriteString(p.planning + "\n")
+	}
 	return b.String()
 }
 
@@ -173,6 +189,9 @@ func (p *Plan) String() string {
 func (p *Plan) Analyze() string {
 	var b strings.Builder
 	p.root.explain(&b, 0, true)
+	if p.planning != "" {
+		b.WriteString(p.planning + "\n")
+	}
 	if p.hasBufs {
 		fmt.Fprintf(&b, "Buffers: shared hit=%d read=%d (the engine's, during the run)\n", p.bufHit, p.bufRead)
 	}

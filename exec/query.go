@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/heapkv/heapkv/sortspill"
@@ -16,7 +17,10 @@ type QueryPlan struct {
 	q       Query
 	env     Env
 	reverse bool
+	method  ScanMethod
+	est     int64 // estimated rows of the range, negative if unknown
 	scan    *node
+	index   *node // the Bitmap Index Scan below a bitmap heap scan
 	sort    *node // nil when the scan's order is the query's
 	limit   *node // nil without Offset or Limit
 }
@@ -28,23 +32,34 @@ func PlanQuery(q Query, env Env) (*QueryPlan, error) {
 	if err := q.check(); err != nil {
 		return nil, err
 	}
-	p := &QueryPlan{q: q, env: env, reverse: q.OrderBy == ByKey && q.Desc}
-	scanName := "Index Scan"
-	if p.reverse {
-		scanName = "Index Scan Backward"
+	p := &QueryPlan{q: q, env: env}
+	p.method = p.choose()
+	cond := "Index Cond: " + rangeCond(q.Start, q.End)
+	if p.method == ScanBitmap {
+		p.index = &node{name: "Bitmap Index Scan on " + env.Keyspace, est: p.est, details: []string{cond}}
+		p.scan = &node{name: "Bitmap Heap Scan on " + env.Keyspace, est: p.est, child: p.index}
+	} else {
+		p.reverse = q.OrderBy == ByKey && q.Desc
+		scanName := "Index Scan"
+		if p.reverse {
+			scanName = "Index Scan Backward"
+		}
+		p.scan = &node{name: scanName + " on " + env.Keyspace, est: p.est, details: []string{cond}}
 	}
-	p.scan = &node{name: scanName + " on " + env.Keyspace, est: env.EstRows, details: []string{"Index Cond: " + rangeCond(q.Start, q.End)}}
 	top := p.scan
-	if q.OrderBy != ByKey {
+	if q.OrderBy != ByKey || p.method == ScanBitmap {
 		key := q.OrderBy.String()
 		if q.Desc {
 			key += " DESC"
 		}
-		p.sort = &node{name: "Sort", est: env.EstRows, details: []string{"Sort Key: " + key + ", key"}, child: top}
+		if q.OrderBy != ByKey {
+			key += ", key"
+		}
+		p.sort = &node{name: "Sort", est: p.est, details: []string{"Sort Key: " + key}, child: top}
 		top = p.sort
 	}
 	if q.Offset > 0 || q.Limit > 0 {
-		est := env.EstRows
+		est := p.est
 		if est >= 0 {
 			est = max(0, est-q.Offset)
 			if q.Limit > 0 {
@@ -67,6 +82,45 @@ func PlanQuery(q Query, env Env) (*QueryPlan, error) {
 
 // Reverse says whether the Source must scan the range backward.
 func (p *QueryPlan) Reverse() bool { return p.reverse }
+
+// Method returns how the plan reads its range: ScanIndex (Run) or
+// ScanBitmap (RunBitmap).
+func (p *QueryPlan) Method() ScanMethod { return p.method }
+
+// choose picks the scan method: the one q forces, the index scan without
+// statistics, or the cheaper by estimateRange; it also sets the row
+// estimate and the planner's footer.
+func (p *QueryPlan) choose() ScanMethod {
+	q, env := &p.q, &p.env
+	p.est = env.EstRows
+	if env.Stats == nil {
+		if q.Scan == ScanAuto {
+			return ScanIndex
+		}
+		return q.Scan
+	}
+	e := estimateRange(env.Stats, q.Start, q.End, env.CachePages, q.OrderBy == ByKey)
+	p.est = int64(math.Round(e.rows))
+	m := q.Scan
+	why := "forced"
+	if m == ScanAuto {
+		m, why = ScanIndex, "by cost"
+		if e.bitmapCost < e.indexCost {
+			m = ScanBitmap
+		}
+	}
+	p.planning = fmt.Sprintf("Planning: %s %s; cost index scan=%.1f bitmap heap scan=%.1f; %.0f of %d rows, correlation %.2f",
+		m, why, e.indexCost, e.bitmapCost, e.rows, env.Stats.Rows, env.Stats.Correlation)
+	return m
+}
+
+// RunBitmap runs a bitmap plan over the range's index entries, fetching
+// each chain with fetch.
+func (p *QueryPlan) RunBitmap(ctx context.Context, entries Entries, fetch Fetcher) *Rows {
+	r := p.Run(ctx, nil)
+	r.src = &bitmapSource{ctx: r.ctx, env: &p.env, entries: entries, fetch: fetch, scan: p.scan, index: p.index, clock: r.clock}
+	return r
+}
 
 // rangeCond prints a range as EXPLAIN's index condition.
 func rangeCond(start, end []byte) string {
@@ -170,12 +224,15 @@ func (r *Rows) fillSort() error {
 	if q.Limit > 0 {
 		bound = q.Offset + q.Limit
 	}
-	desc, byValue := q.Desc, q.OrderBy == ByValue
+	desc, byValue, byKey := q.Desc, q.OrderBy == ByValue, q.OrderBy == ByKey
 	cmp := func(a, b []byte) int {
 		ka, sa, va := decodeSortRecord(a)
 		kb, sb, vb := decodeSortRecord(b)
-		if byValue {
+		switch {
+		case byValue:
 			sa, sb = va, vb
+		case byKey: // a bitmap scan's rows, back into key order
+			sa, sb = ka, kb
 		}
 		c := bytes.Compare(sa, sb)
 		if desc {

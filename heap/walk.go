@@ -19,6 +19,7 @@ const maxChainHops = 1 << 24
 // until the walk leaves the page.
 type walker struct {
 	h        *Heap
+	strategy *pagecache.Strategy // the ring pages are read through; nil for none
 	b        pagecache.Buffer
 	blk      base.BlockNum // the block of b, or of the last page visited
 	pending  [4]hintWork
@@ -34,7 +35,7 @@ func (w *walker) page(blk base.BlockNum) (p pagecache.Page, ok bool, err error) 
 		}
 		w.leave()
 	}
-	b, err := w.h.pool.ReadBuffer(w.h.rel, blk, pagecache.ReadNormal, nil)
+	b, err := w.h.pool.ReadBuffer(w.h.rel, blk, pagecache.ReadNormal, w.strategy)
 	if err != nil {
 		if errors.Is(err, pagecache.ErrBlockOutOfRange) {
 			return nil, false, nil
@@ -123,7 +124,13 @@ type Current struct {
 // "Safety of TIDs"). Hint bits learnt on the way are set. Found is
 // returned by value: Get allocates nothing beyond growing dst.
 func (h *Heap) Get(newest base.TID, key []byte, snap *txn.Snapshot, dst []byte) (f Found, ok bool, err error) {
-	w := walker{h: h}
+	return h.GetVia(nil, newest, key, snap, dst)
+}
+
+// GetVia is Get reading the chain's pages through strategy: a bitmap heap
+// scan's bulk-read ring, so that a large scan does not flush the pool.
+func (h *Heap) GetVia(strategy *pagecache.Strategy, newest base.TID, key []byte, snap *txn.Snapshot, dst []byte) (f Found, ok bool, err error) {
+	w := walker{h: h, strategy: strategy}
 	defer w.leave()
 	f.TID, f.Value = base.InvalidTID, dst
 	tid := newest

@@ -71,6 +71,11 @@ type keyspace struct {
 	name   string
 	t      *table.Table
 	counts ksCounters
+	// stats are the planner's statistics from the last Analyze; nil
+	// until the first.
+	stats atomic.Pointer[table.Statistics]
+	// analyzeMu lets one Analyze of the keyspace run at a time.
+	analyzeMu sync.Mutex
 }
 
 // Open opens the database in dir, creating it if dir holds none, and

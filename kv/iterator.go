@@ -63,9 +63,15 @@ func (tx *Tx) scan(ks *keyspace, start, end []byte, opts *ScanOptions) *Iterator
 	if err != nil {
 		return &Iterator{err: tx.fail(err), done: true}
 	}
-	it.snap = txn.Snapshot{XMin: s.XMin, XMax: s.XMax, XIP: slices.Clone(s.XIP), Cur: s.Cur, Subs: slices.Clone(s.Subs)}
+	it.snap = cloneSnapshot(s)
 	it.it = ks.t.Scan(start, end, o.Reverse)
 	return it
+}
+
+// cloneSnapshot copies s, which a Read Committed transaction's next read
+// replaces, for a scan that must keep seeing it.
+func cloneSnapshot(s *txn.Snapshot) txn.Snapshot {
+	return txn.Snapshot{XMin: s.XMin, XMax: s.XMax, XIP: slices.Clone(s.XIP), Cur: s.Cur, Subs: slices.Clone(s.Subs)}
 }
 
 // Next moves to the next key visible to the transaction.

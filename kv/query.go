@@ -2,6 +2,10 @@ package kv
 
 import (
 	"github.com/heapkv/heapkv/exec"
+	"github.com/heapkv/heapkv/internal/base"
+	"github.com/heapkv/heapkv/pagecache"
+	"github.com/heapkv/heapkv/table"
+	"github.com/heapkv/heapkv/txn"
 )
 
 // The query and aggregate vocabulary is exec's, named here so that an
@@ -23,6 +27,9 @@ type (
 	AggFuncs = exec.Funcs
 	// Group is one group's result.
 	Group = exec.Group
+	// ScanMethod is how a Query reads its range: ScanAuto (the planner's
+	// choice), ScanIndex or ScanBitmap.
+	ScanMethod = exec.ScanMethod
 )
 
 const (
@@ -41,6 +48,10 @@ const (
 	AggMin           = exec.Min
 	AggMax           = exec.Max
 	AggSum           = exec.Sum
+
+	ScanAuto   = exec.ScanAuto
+	ScanIndex  = exec.ScanIndex
+	ScanBitmap = exec.ScanBitmap
 )
 
 // Rows is a running Query: Next, Key and Value as an Iterator's (valid
@@ -72,8 +83,9 @@ func (tx *Tx) env(ks *keyspace) exec.Env {
 			st := tx.db.pool.Stats()
 			return st.Hits, st.Reads
 		},
-		EstRows:  -1, // no statistics yet (ANALYZE comes with the bitmap heap scan)
-		Keyspace: name,
+		EstRows:    -1,
+		Keyspace:   name,
+		CachePages: float64(tx.db.cfg.SharedBuffers / pagecache.BlockSize),
 	}
 }
 
@@ -82,9 +94,12 @@ func (tx *Tx) env(ks *keyspace) exec.Env {
 func (tx *Tx) Query(q Query) *Rows { return tx.queryIn(tx.db.def, q) }
 
 func (tx *Tx) queryIn(ks *keyspace, q Query) *Rows {
-	p, err := exec.PlanQuery(q, tx.env(ks))
+	p, err := tx.planQuery(ks, q)
 	if err != nil {
 		return &Rows{err: err}
+	}
+	if p.Method() == exec.ScanBitmap {
+		return tx.runBitmap(ks, p, q)
 	}
 	it := tx.scanIn(ks, q.Start, q.End, &ScanOptions{Reverse: p.Reverse()})
 	if it.err != nil {
@@ -93,13 +108,106 @@ func (tx *Tx) queryIn(ks *keyspace, q Query) *Rows {
 	return &Rows{r: p.Run(tx.ctx, it), p: p}
 }
 
+// planQuery plans q over ks. Unless q forces the index scan, the planner
+// gets ks's statistics, refreshed first when missing or stale (an index
+// walk, see Analyze); a forced index scan uses what there is.
+func (tx *Tx) planQuery(ks *keyspace, q Query) (*exec.QueryPlan, error) {
+	env := tx.env(ks)
+	env.Stats = ks.stats.Load() // a forced index scan still shows estimates when there are any
+	if q.Scan != ScanIndex {
+		if err := tx.begin(false); err != nil {
+			return nil, err
+		}
+		st, err := tx.db.statsFor(ks)
+		tx.end()
+		if err != nil {
+			return nil, tx.fail(err)
+		}
+		env.Stats = st
+	}
+	return exec.PlanQuery(q, env)
+}
+
 // ExplainQuery returns q's plan, as EXPLAIN prints it, without running it.
-func (tx *Tx) ExplainQuery(q Query) (string, error) {
-	p, err := exec.PlanQuery(q, tx.env(tx.db.def))
+func (tx *Tx) ExplainQuery(q Query) (string, error) { return tx.explainQueryIn(tx.db.def, q) }
+
+func (tx *Tx) explainQueryIn(ks *keyspace, q Query) (string, error) {
+	p, err := tx.planQuery(ks, q)
 	if err != nil {
 		return "", err
 	}
 	return p.String(), nil
+}
+
+// runBitmap starts a bitmap plan: the snapshot first (table's rule 1), then
+// the index entries, each chain fetched through a bulk-read ring.
+func (tx *Tx) runBitmap(ks *keyspace, p *exec.QueryPlan, q Query) *Rows {
+	if err := tx.begin(false); err != nil {
+		return &Rows{err: err, p: p}
+	}
+	defer tx.end()
+	s, err := tx.snapshot()
+	if err != nil {
+		return &Rows{err: tx.fail(err), p: p}
+	}
+	b := &bitmapInput{tx: tx, ks: ks, snap: cloneSnapshot(s), ring: ks.t.NewBulkRead()}
+	b.entries = ks.t.IndexEntries(q.Start, q.End)
+	return &Rows{r: p.RunBitmap(tx.ctx, b, b), p: p}
+}
+
+// bitmapInput is a bitmap plan's Entries and Fetcher: the index entries of
+// the range and the chain fetches, each call checked and entered as an
+// Iterator's Next is.
+type bitmapInput struct {
+	tx      *Tx
+	ks      *keyspace
+	snap    txn.Snapshot
+	ring    *pagecache.Strategy
+	entries *table.Entries
+	err     error
+}
+
+// enter makes the checks an Iterator's Next makes before touching pages.
+func (b *bitmapInput) enter() error {
+	switch {
+	case b.tx.done:
+		return ErrTxDone
+	case b.tx.aborted != nil:
+		return b.tx.abortedErr()
+	}
+	return b.tx.db.enter()
+}
+
+func (b *bitmapInput) Next() bool {
+	if b.err != nil {
+		return false
+	}
+	if b.err = b.enter(); b.err != nil {
+		return false
+	}
+	defer b.tx.db.leave()
+	return b.entries.Next()
+}
+
+func (b *bitmapInput) Key() []byte   { return b.entries.Key() }
+func (b *bitmapInput) TID() base.TID { return b.entries.TID() }
+func (b *bitmapInput) Close() error  { b.entries.Close(); return nil }
+
+func (b *bitmapInput) Err() error {
+	if b.err != nil {
+		return b.err
+	}
+	return b.tx.fail(b.entries.Err())
+}
+
+func (b *bitmapInput) Fetch(tid base.TID, key, dst []byte) ([]byte, bool, error) {
+	if err := b.enter(); err != nil {
+		return nil, false, err
+	}
+	defer b.tx.db.leave()
+	b.tx.t.SetOwn(&b.snap) // writes of tx since the scan began are its own
+	v, ok, err := b.ks.t.FetchVia(b.ring, tid, key, &b.snap, dst)
+	return v, ok, b.tx.fail(err)
 }
 
 // Next moves to the next row.
@@ -214,11 +322,7 @@ func (k *Keyspace) ExplainQuery(q Query) (string, error) {
 	if k.err != nil {
 		return "", k.err
 	}
-	p, err := exec.PlanQuery(q, k.tx.env(k.ks))
-	if err != nil {
-		return "", err
-	}
-	return p.String(), nil
+	return k.tx.explainQueryIn(k.ks, q)
 }
 
 // ExplainAggregate is Tx.ExplainAggregate in the keyspace.

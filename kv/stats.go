@@ -88,6 +88,9 @@ type KeyspaceStats struct {
 // ksCounters are a keyspace's estimated version counts.
 type ksCounters struct {
 	live, dead atomic.Int64
+	// changed counts rows inserted, updated or deleted since the last
+	// Analyze, for the automatic refresh of the planner's statistics.
+	changed atomic.Int64
 }
 
 // Stats returns the counters.

@@ -85,6 +85,7 @@ func (tx *Tx) settleCounts(committed bool) {
 		if committed {
 			ks.counts.live.Add(c.inserted - c.deleted)
 			ks.counts.dead.Add(c.updated + c.deleted)
+			ks.counts.changed.Add(c.inserted + c.updated + c.deleted)
 		} else {
 			ks.counts.dead.Add(c.versions)
 		}
