@@ -241,6 +241,15 @@ func runShow(e *env, args []string) error {
 	return nil
 }
 
+func runAnalyze(e *env, args []string) error {
+	fs := e.flags("analyze")
+	ks := keyspaceFlag(fs)
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	return e.withDB(true, func(db *kv.DB) error { return db.Analyze(*ks) })
+}
+
 func runCheckpoint(e *env, args []string) error {
 	fs := e.flags("checkpoint")
 	if _, err := parse(fs, args, 0, 0); err != nil {

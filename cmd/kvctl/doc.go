@@ -23,7 +23,7 @@
 //	put [--keyspace NAME] KEY VALUE         set KEY; VALUE - reads stdin to EOF
 //	del [--keyspace NAME] KEY...            delete keys (absent ones are no error)
 //	scan [--start K] [--end K] [--prefix P] [--limit N] [--reverse]
-//	     [--order-by key|value] [--desc] [--offset N]
+//	     [--order-by key|value] [--desc] [--offset N] [--scan index|bitmap]
 //	     [--keyspace NAME] [--format text|json]
 //	                                        list key/value pairs in [start, end);
 //	                                        by value sorts under work_mem (kv.Tx.Query)
@@ -40,6 +40,7 @@
 //	show [-v] [--format text|json] [NAME]   settings, like SHOW ALL / SHOW NAME; the
 //	                                        note column marks settings not in effect yet
 //	checkpoint                              force a checkpoint
+//	analyze [--keyspace NAME]               refresh the planner's statistics (kv.DB.Analyze)
 //	check                                   verify every heap and index page
 //	keyspace create NAME                    create a keyspace
 //	keyspace drop NAME                      drop a keyspace and its data

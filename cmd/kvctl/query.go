@@ -49,6 +49,7 @@ type queryFlags struct {
 	orderBy *string
 	desc    *bool
 	offset  *int64
+	scan    *string
 }
 
 func addQueryFlags(fs *flag.FlagSet) queryFlags {
@@ -56,6 +57,7 @@ func addQueryFlags(fs *flag.FlagSet) queryFlags {
 		orderBy: fs.String("order-by", "key", "sort by `key` or value (by value sorts within work_mem, spilling to DIR/tmp)"),
 		desc:    fs.Bool("desc", false, "descending order (with key order, the same as --reverse)"),
 		offset:  fs.Int64("offset", 0, "skip the first `N` pairs of the order"),
+		scan:    fs.String("scan", "", "read the range by `index` scan or bitmap heap scan (default: the planner's choice)"),
 	}
 }
 
@@ -77,8 +79,19 @@ func (q queryFlags) query(lo, hi []byte, reverse bool, limit int) (kv.Query, boo
 	if reverse && order != kv.ByKey {
 		return kv.Query{}, false, usageErrorf("--reverse is for key order; use --desc")
 	}
-	need := order != kv.ByKey || *q.desc || *q.offset > 0
-	return kv.Query{Start: lo, End: hi, OrderBy: order, Desc: *q.desc || reverse, Offset: *q.offset, Limit: int64(limit)}, need, nil
+	var method kv.ScanMethod
+	switch *q.scan {
+	case "":
+		method = kv.ScanAuto
+	case "index":
+		method = kv.ScanIndex
+	case "bitmap":
+		method = kv.ScanBitmap
+	default:
+		return kv.Query{}, false, usageErrorf("--scan takes index or bitmap")
+	}
+	need := order != kv.ByKey || *q.desc || *q.offset > 0 || *q.scan != ""
+	return kv.Query{Start: lo, End: hi, OrderBy: order, Desc: *q.desc || reverse, Offset: *q.offset, Limit: int64(limit), Scan: method}, need, nil
 }
 
 // aggFlags are agg's flags.

@@ -94,3 +94,19 @@ func TestExplain(t *testing.T) {
 	fails(t, dir, 2, `usage: kvctl explain`, "explain", "get")
 	fails(t, dir, 2, `flag provided but not defined: -bogus`, "explain", "scan", "--bogus")
 }
+
+func TestExplainBitmap(t *testing.T) {
+	dir := t.TempDir()
+	loadGroups(t, dir)
+	ok(t, dir, "analyze")
+	plan := ok(t, dir, "explain", "--analyze", "scan", "--scan", "bitmap", "--prefix", "g1")
+	for _, want := range []string{"Sort  (rows=", "Sort Key: key", "->  Bitmap Heap Scan on default", "Heap Blocks: exact=", "->  Bitmap Index Scan on default", "rows=10 loops=1", "Planning: bitmap heap scan forced"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("explain --analyze scan --scan bitmap lacks %q:\n%s", want, plan)
+		}
+	}
+	if got, want := ok(t, dir, "scan", "--scan", "bitmap", "--prefix", "g1"), ok(t, dir, "scan", "--prefix", "g1"); got != want {
+		t.Errorf("bitmap scan:\n%s\nindex scan:\n%s", got, want)
+	}
+	fails(t, dir, 2, `--scan takes index or bitmap`, "scan", "--scan", "seq")
+}
