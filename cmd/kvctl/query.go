@@ -64,14 +64,13 @@ func addQueryFlags(fs *flag.FlagSet) queryFlags {
 // query returns the Query the flags ask for, and whether they ask for one
 // at all (a plain scan in key order does not need one).
 func (q queryFlags) query(lo, hi []byte, reverse bool, limit int) (kv.Query, bool, error) {
-	var order kv.Order
-	switch *q.orderBy {
-	case "key":
-		order = kv.ByKey
-	case "value":
-		order = kv.ByValue
-	default:
+	order, ok := orders[*q.orderBy]
+	if !ok {
 		return kv.Query{}, false, usageErrorf("--order-by takes key or value")
+	}
+	method, ok := scanMethods[*q.scan]
+	if !ok {
+		return kv.Query{}, false, usageErrorf("--scan takes index or bitmap")
 	}
 	if *q.offset < 0 {
 		return kv.Query{}, false, usageErrorf("--offset must not be negative")
@@ -79,20 +78,15 @@ func (q queryFlags) query(lo, hi []byte, reverse bool, limit int) (kv.Query, boo
 	if reverse && order != kv.ByKey {
 		return kv.Query{}, false, usageErrorf("--reverse is for key order; use --desc")
 	}
-	var method kv.ScanMethod
-	switch *q.scan {
-	case "":
-		method = kv.ScanAuto
-	case "index":
-		method = kv.ScanIndex
-	case "bitmap":
-		method = kv.ScanBitmap
-	default:
-		return kv.Query{}, false, usageErrorf("--scan takes index or bitmap")
-	}
-	need := order != kv.ByKey || *q.desc || *q.offset > 0 || *q.scan != ""
+	need := order != kv.ByKey || *q.desc || *q.offset > 0 || method != kv.ScanAuto
 	return kv.Query{Start: lo, End: hi, OrderBy: order, Desc: *q.desc || reverse, Offset: *q.offset, Limit: int64(limit), Scan: method}, need, nil
 }
+
+// The words --order-by and --scan take.
+var (
+	orders      = map[string]kv.Order{"key": kv.ByKey, "value": kv.ByValue}
+	scanMethods = map[string]kv.ScanMethod{"": kv.ScanAuto, "index": kv.ScanIndex, "bitmap": kv.ScanBitmap}
+)
 
 // aggFlags are agg's flags.
 type aggFlags struct {
