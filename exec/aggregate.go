@@ -245,7 +245,8 @@ func (g *Groups) fill() error {
 	a := &g.p.a
 	env := &g.p.env
 	if g.p.sorted {
-		s, err := sortspill.NewSorter(g.ctx, compareGroupValue, sortspill.SortOptions{Budget: env.WorkMem, Temp: env.Temp})
+		abbrev := func(rec []byte) uint64 { grp, _ := splitGroupValue(rec); return sortspill.PrefixAbbrev(grp) }
+		s, err := sortspill.NewSorter(g.ctx, compareGroupValue, sortspill.SortOptions{Budget: env.WorkMem, Temp: env.Temp, Abbrev: abbrev})
 		if err != nil {
 			return err
 		}

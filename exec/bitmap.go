@@ -202,7 +202,7 @@ func (b *bitmapSource) Next() bool {
 
 // collect reads the range's entries into the TID sort.
 func (b *bitmapSource) collect() error {
-	s, err := sortspill.NewSorter(b.ctx, bytes.Compare, sortspill.SortOptions{Budget: b.env.WorkMem, Temp: b.env.Temp})
+	s, err := sortspill.NewSorter(b.ctx, bytes.Compare, sortspill.SortOptions{Budget: b.env.WorkMem, Temp: b.env.Temp, Abbrev: sortspill.PrefixAbbrev})
 	if err != nil {
 		return err
 	}

@@ -243,7 +243,23 @@ func (r *Rows) fillSort() error {
 		}
 		return bytes.Compare(ka, kb)
 	}
-	s, err := sortspill.NewSorter(r.ctx, cmp, sortspill.SortOptions{Budget: r.p.env.WorkMem, Limit: bound, Temp: r.p.env.Temp})
+	// The abbreviated key is the first 8 bytes of what the order compares
+	// first, inverted for a descending order; ties go to cmp.
+	abbrev := func(rec []byte) uint64 {
+		k, sk, v := decodeSortRecord(rec)
+		switch {
+		case byValue:
+			sk = v
+		case byKey:
+			sk = k
+		}
+		a := sortspill.PrefixAbbrev(sk)
+		if desc {
+			a = ^a
+		}
+		return a
+	}
+	s, err := sortspill.NewSorter(r.ctx, cmp, sortspill.SortOptions{Budget: r.p.env.WorkMem, Limit: bound, Temp: r.p.env.Temp, Abbrev: abbrev})
 	if err != nil {
 		return err
 	}

@@ -6,25 +6,34 @@ package sortspill
 // on the next call, not before: its record stays valid until then, and the
 // advance is one sift of the heap's top instead of a pop and a push.
 type merger struct {
-	cmp  func(a, b []byte) int
-	h    []mergeInput
-	last bool // h[0] holds the record returned last
+	cmp    func(a, b []byte) int
+	abbrev func([]byte) uint64 // nil: no abbreviated keys
+	h      []mergeInput
+	last   bool // h[0] holds the record returned last
 }
 
 type mergeInput struct {
 	r   *runReader
-	idx int // the run's position, to break ties
+	ab  uint64 // the abbreviated key of r's current record
+	idx int    // the run's position, to break ties
 }
 
-func newMerger(cmp func(a, b []byte) int, readers []*runReader) (*merger, error) {
-	m := &merger{cmp: cmp, h: make([]mergeInput, 0, len(readers))}
+func (m *merger) abbreviate(r *runReader) uint64 {
+	if m.abbrev == nil {
+		return 0
+	}
+	return m.abbrev(r.rec)
+}
+
+func newMerger(cmp func(a, b []byte) int, abbrev func([]byte) uint64, readers []*runReader) (*merger, error) {
+	m := &merger{cmp: cmp, abbrev: abbrev, h: make([]mergeInput, 0, len(readers))}
 	for i, r := range readers {
 		ok, err := r.next()
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			m.h = append(m.h, mergeInput{r: r, idx: i})
+			m.h = append(m.h, mergeInput{r: r, ab: m.abbreviate(r), idx: i})
 		}
 	}
 	for i := len(m.h)/2 - 1; i >= 0; i-- {
@@ -41,7 +50,9 @@ func (m *merger) next() ([]byte, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if !ok {
+		if ok {
+			m.h[0].ab = m.abbreviate(m.h[0].r)
+		} else {
 			n := len(m.h) - 1
 			m.h[0] = m.h[n]
 			m.h = m.h[:n]
@@ -58,6 +69,9 @@ func (m *merger) next() ([]byte, bool, error) {
 }
 
 func (m *merger) less(a, b mergeInput) bool {
+	if a.ab != b.ab {
+		return a.ab < b.ab
+	}
 	if c := m.cmp(a.r.rec, b.r.rec); c != 0 {
 		return c < 0
 	}

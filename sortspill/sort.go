@@ -2,6 +2,7 @@ package sortspill
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 )
@@ -51,6 +52,53 @@ type SortOptions struct {
 	// Temp is where runs go when the records outgrow the budget; a nil Temp
 	// makes such a sort fail instead.
 	Temp *TempSpace
+	// Abbrev, if set, returns a record's abbreviated key (PostgreSQL's
+	// abbreviated keys): a uint64 whose order agrees with the comparator's,
+	// so that Abbrev(a) < Abbrev(b) implies cmp(a, b) < 0. The sort and the
+	// merges compare abbreviated keys first, which needs no look at the
+	// records, and call the comparator only on ties. PrefixAbbrev serves
+	// bytes.Compare and any order that starts with a record's bytes.
+	Abbrev func(rec []byte) uint64
+}
+
+// PrefixAbbrev is an abbreviated key for byte order: the first 8 bytes of b,
+// big endian, padded with zeros. Padding keeps the order: a record shorter
+// than 8 bytes sorts at or before every record it is a prefix of, and an
+// equal result is a tie for the comparator to break.
+func PrefixAbbrev(b []byte) uint64 {
+	if len(b) >= 8 {
+		return binary.BigEndian.Uint64(b)
+	}
+	var buf [8]byte
+	copy(buf[:], b)
+	return binary.BigEndian.Uint64(buf[:])
+}
+
+// item is a record of the load with its abbreviated key.
+type item struct {
+	ab  uint64
+	rec []byte
+}
+
+// itemSize is what the load's index counts per record.
+const itemSize = 32
+
+// compare orders items by abbreviated key, then by the comparator.
+func (s *Sorter) compare(a, b item) int {
+	if a.ab != b.ab {
+		if a.ab < b.ab {
+			return -1
+		}
+		return 1
+	}
+	return s.cmp(a.rec, b.rec)
+}
+
+func (s *Sorter) abbrev(rec []byte) uint64 {
+	if s.opts.Abbrev == nil {
+		return 0
+	}
+	return s.opts.Abbrev(rec)
 }
 
 // SortStats describe a finished sort, for EXPLAIN ANALYZE.
@@ -73,7 +121,7 @@ type SortStats struct {
 //
 // Memory: records are copied into chunks, slabs of one stream's size (see
 // bufPool) that the merge's readers take over, and the index of them counts
-// 24 bytes a record. When the next record would pass
+// 32 bytes a record (the slice and its abbreviated key). When the next record would pass
 // the budget less one run writer's buffers, the load is sorted and written
 // as a run, and the chunks are reused for the next load. A record larger
 // than the whole budget is still taken (alone), so the bound is the budget
@@ -90,7 +138,7 @@ type Sorter struct {
 
 	// The load being gathered in memory.
 	load    arena
-	recs    [][]byte
+	recs    []item
 	bounded bool // recs is a max-heap of the Limit best records
 
 	runs  []*run
@@ -135,7 +183,7 @@ func NewSorter(ctx context.Context, cmp func(a, b []byte) int, o SortOptions) (*
 
 // memory returns the bytes the current load holds.
 func (s *Sorter) memory() int64 {
-	return s.load.memory() + int64(cap(s.recs))*24
+	return s.load.memory() + int64(cap(s.recs))*itemSize
 }
 
 func (s *Sorter) notePeak() { s.stats.PeakMemory = max(s.stats.PeakMemory, s.memory()) }
@@ -164,7 +212,7 @@ func (s *Sorter) Add(rec []byte) (err error) {
 			return s.fail(err)
 		}
 	}
-	s.recs = s.appendIndex(s.recs, s.load.alloc(rec))
+	s.recs = s.appendIndex(s.recs, item{ab: s.abbrev(rec), rec: s.load.alloc(rec)})
 	s.notePeak()
 	if s.opts.Limit > 0 && int64(len(s.recs)) > 2*s.opts.Limit && len(s.runs) == 0 {
 		s.startBounded()
@@ -176,7 +224,7 @@ func (s *Sorter) Add(rec []byte) (err error) {
 func (s *Sorter) growth(n int) int64 {
 	g := s.load.growth(n)
 	if len(s.recs) == cap(s.recs) {
-		g += int64(indexCap(cap(s.recs))) * 24
+		g += int64(indexCap(cap(s.recs))) * itemSize
 	}
 	return g
 }
@@ -185,9 +233,9 @@ func indexCap(c int) int { return max(2*c, 256) }
 
 // appendIndex appends to the index, growing it by doubling under the count
 // growth made.
-func (s *Sorter) appendIndex(recs [][]byte, r []byte) [][]byte {
+func (s *Sorter) appendIndex(recs []item, r item) []item {
 	if len(recs) == cap(recs) {
-		grown := make([][]byte, len(recs), indexCap(cap(recs)))
+		grown := make([]item, len(recs), indexCap(cap(recs)))
 		copy(grown, recs)
 		recs = grown
 	}
@@ -213,7 +261,7 @@ func (s *Sorter) spill() error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	slices.SortFunc(s.recs, s.cmp)
+	slices.SortFunc(s.recs, s.compare)
 	keep := s.recs
 	if s.opts.Limit > 0 && int64(len(keep)) > s.opts.Limit {
 		keep = keep[:s.opts.Limit] // no later record of this run can be among the first Limit
@@ -224,7 +272,7 @@ func (s *Sorter) spill() error {
 	}
 	w := newRunWriter(tf, s.blockSize, s.pool)
 	for _, r := range keep {
-		if err := w.add(r); err != nil {
+		if err := w.add(r.rec); err != nil {
 			return err
 		}
 	}
@@ -248,7 +296,7 @@ func (s *Sorter) startBounded() {
 	for int64(len(h)) > s.opts.Limit {
 		last := len(h) - 1
 		h[0] = h[last]
-		h[last] = nil
+		h[last] = item{}
 		h = h[:last]
 		s.siftDown(h, 0)
 	}
@@ -260,10 +308,11 @@ func (s *Sorter) startBounded() {
 // PostgreSQL's, it may pass the budget if later records are wider.
 func (s *Sorter) pushBounded(rec []byte) {
 	h := s.recs
-	if s.cmp(rec, h[0]) >= 0 {
+	it := item{ab: s.abbrev(rec), rec: rec}
+	if s.compare(it, h[0]) >= 0 {
 		return
 	}
-	top := h[0]
+	top := h[0].rec
 	if cap(top) >= len(rec) {
 		top = top[:len(rec)]
 	} else {
@@ -271,23 +320,23 @@ func (s *Sorter) pushBounded(rec []byte) {
 		s.load.bigBytes += int64(len(rec))
 	}
 	copy(top, rec)
-	h[0] = top
+	h[0] = item{ab: it.ab, rec: top}
 	s.siftDown(h, 0)
 	s.notePeak()
 }
 
 // siftDown restores the max-heap order below i.
-func (s *Sorter) siftDown(h [][]byte, i int) {
+func (s *Sorter) siftDown(h []item, i int) {
 	for {
 		l := 2*i + 1
 		if l >= len(h) {
 			return
 		}
 		big := l
-		if r := l + 1; r < len(h) && s.cmp(h[r], h[l]) > 0 {
+		if r := l + 1; r < len(h) && s.compare(h[r], h[l]) > 0 {
 			big = r
 		}
-		if s.cmp(h[big], h[i]) <= 0 {
+		if s.compare(h[big], h[i]) <= 0 {
 			return
 		}
 		h[i], h[big] = h[big], h[i]
@@ -310,12 +359,12 @@ func (s *Sorter) Finish() (err error) {
 	}
 	switch {
 	case s.bounded:
-		slices.SortFunc(s.recs, s.cmp)
+		slices.SortFunc(s.recs, s.compare)
 		s.stats.Method = TopNHeapsort
 		s.stats.Passes = 0
 		return nil
 	case len(s.runs) == 0:
-		slices.SortFunc(s.recs, s.cmp)
+		slices.SortFunc(s.recs, s.compare)
 		s.stats.Method = Quicksort
 		return nil
 	}
@@ -341,7 +390,7 @@ func (s *Sorter) Finish() (err error) {
 		level = max(level, r.level)
 	}
 	s.stats.Passes = level + 1
-	m, err := newMerger(s.cmp, readers)
+	m, err := newMerger(s.cmp, s.opts.Abbrev, readers)
 	if err != nil {
 		return s.fail(err)
 	}
@@ -362,7 +411,7 @@ func (s *Sorter) mergeSmallest(k int) error {
 		readers[i] = openRun(r, s.blockSize, s.pool)
 		level = max(level, r.level)
 	}
-	m, err := newMerger(s.cmp, readers)
+	m, err := newMerger(s.cmp, s.opts.Abbrev, readers)
 	if err != nil {
 		return err
 	}
@@ -417,7 +466,7 @@ func (s *Sorter) Next() bool {
 			s.cur = nil
 			return false
 		}
-		s.cur = s.recs[s.pos]
+		s.cur = s.recs[s.pos].rec
 		s.pos++
 		s.emitted++
 		return true

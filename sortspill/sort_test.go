@@ -93,10 +93,26 @@ func makeInput(rng *rand.Rand, kind string, n, size int) [][]byte {
 	return recs
 }
 
-// sortAll runs a Sorter over in and returns its output and stats.
+// sortAll runs a Sorter over in and returns its output and stats. It sorts
+// twice, with and without abbreviated keys, and fails if the two differ.
 func sortAll(t testing.TB, ts *TempSpace, in [][]byte, budget, limit int64) ([][]byte, SortStats) {
 	t.Helper()
-	s, err := NewSorter(context.Background(), bytes.Compare, SortOptions{Budget: budget, Limit: limit, Temp: ts})
+	out, st := sortOnce(t, ts, in, SortOptions{Budget: budget, Limit: limit, Temp: ts, Abbrev: PrefixAbbrev})
+	plain, _ := sortOnce(t, ts, in, SortOptions{Budget: budget, Limit: limit, Temp: ts})
+	if len(plain) != len(out) {
+		t.Fatalf("%d records with abbreviated keys, %d without", len(out), len(plain))
+	}
+	for i := range out {
+		if !bytes.Equal(out[i], plain[i]) {
+			t.Fatalf("record %d: %x with abbreviated keys, %x without", i, out[i], plain[i])
+		}
+	}
+	return out, st
+}
+
+func sortOnce(t testing.TB, ts *TempSpace, in [][]byte, o SortOptions) ([][]byte, SortStats) {
+	t.Helper()
+	s, err := NewSorter(context.Background(), bytes.Compare, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +178,7 @@ func TestSortMatchesSlicesSort(t *testing.T) {
 					checkSorted(t, in, got, 0)
 					total := 0 // what the load counts: the bytes and an index entry per record
 					for _, r := range in {
-						total += len(r) + 24
+						total += len(r) + itemSize
 					}
 					if st.Records != int64(len(in)) {
 						t.Errorf("stats count %d records, want %d", st.Records, len(in))
@@ -438,5 +454,32 @@ func TestArenaGrowsItsChunks(t *testing.T) {
 	}
 	if a.memory() != sum {
 		t.Fatalf("memory %d, chunks hold %d", a.memory(), sum)
+	}
+}
+
+// PrefixAbbrev's order never contradicts bytes.Compare: a < b in the
+// abbreviation means a < b in bytes; equal abbreviations decide nothing.
+func TestPrefixAbbrevAgreesWithBytes(t *testing.T) {
+	cases := [][2]string{
+		{"", ""}, {"", "\x00"}, {"a", "a\x00"}, {"a", "a\x00\x01"}, {"ab", "b"},
+		{"abcdefgh", "abcdefgi"}, {"abcdefgh1", "abcdefgh0"}, {"\xff", "\xff\xff"},
+	}
+	rng := rand.New(rand.NewPCG(uint64(testutil.Seed(t)), 3))
+	for range 20000 {
+		a, b := make([]byte, rng.IntN(12)), make([]byte, rng.IntN(12))
+		for i := range a {
+			a[i] = byte(rng.IntN(3))
+		}
+		for i := range b {
+			b[i] = byte(rng.IntN(3))
+		}
+		cases = append(cases, [2]string{string(a), string(b)})
+	}
+	for _, c := range cases {
+		a, b := []byte(c[0]), []byte(c[1])
+		pa, pb := PrefixAbbrev(a), PrefixAbbrev(b)
+		if pa < pb && bytes.Compare(a, b) >= 0 || pa > pb && bytes.Compare(a, b) <= 0 {
+			t.Fatalf("%q vs %q: abbreviations %x, %x disagree with bytes.Compare", a, b, pa, pb)
+		}
 	}
 }
