@@ -401,7 +401,13 @@ func stateMinMax(state []byte, f Funcs) (mn, mx []byte) {
 }
 
 func (g *Groups) nextHashed() (bool, error) {
-	if !g.hash.Next() {
+	// A spilled group's values reach step only when its partition is read
+	// back, inside Next: a value Sum cannot read may turn up there.
+	more := g.hash.Next()
+	if g.numErr != nil {
+		return false, g.numErr
+	}
+	if !more {
 		return false, g.hash.Err()
 	}
 	state := g.hash.State()
