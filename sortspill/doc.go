@@ -109,7 +109,9 @@
 // rather than leave it to the collector. A HashAgg counts its table (slots,
 // entries, key chunks, the capacity of every state) and its partition
 // writers' and reader's buffers; its bound, Budget plus the amount by which
-// a new group's first state exceeds the mean, is in HashAgg's comment. A bounded (top-N) sort may pass its budget if later records
+// a new group's first state exceeds the mean, is in HashAgg's comment.
+// TestHashAggGoHeapWithinBudget measures it as the sort's test does: a
+// million groups at 4 MiB count 2.4 MiB and grow the Go heap by 2.6 MiB. A bounded (top-N) sort may pass its budget if later records
 // are wider than those it replaces, as PostgreSQL's may. temp_file_limit
 // bounds disk; log_temp_files logs each file at removal.
 //

@@ -3,6 +3,7 @@ package sortspill
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"flag"
 	"hash/maphash"
 	"math/rand/v2"
@@ -136,6 +137,60 @@ func TestSortGoHeapWithinBudget(t *testing.T) {
 	if st.PeakMemory > budget {
 		t.Errorf("the sort counted %d bytes, over its budget of %d", st.PeakMemory, budget)
 	}
+	if grew > budget+heapSlack {
+		t.Errorf("the Go heap grew by %d bytes, over the budget %d and slack %d", grew, budget, heapSlack)
+	}
+}
+
+// TestHashAggGoHeapWithinBudget aggregates a million groups at a 4 MiB
+// budget (count and sum) and fails if the Go heap grows past the budget
+// and heapSlack.
+func TestHashAggGoHeapWithinBudget(t *testing.T) {
+	const budget = 4 << 20
+	rows, groups := 4_000_000, 1_000_000
+	if testing.Short() {
+		rows, groups = 1_000_000, 250_000
+	}
+	ts := NewTempSpace(vfs.Default, t.TempDir(), TempOptions{Limit: NoTempFileLimit, LogAbove: NoTempFileLimit})
+	runtime.GC()
+	before := liveHeap()
+	stop := heapPeak()
+	a, err := NewHashAgg(context.Background(), countStep, HashOptions{Budget: budget, Temp: ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	var g, v [8]byte
+	for i := range rows {
+		aggRow(rng, groups, &g, &v, i)
+		if err := a.Add(g[:], v[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var total int64
+	for a.Next() {
+		n++
+		total += int64(binary.LittleEndian.Uint64(a.State()))
+	}
+	if err := a.Err(); err != nil {
+		t.Fatal(err)
+	}
+	peak := stop()
+	if total != int64(rows) {
+		t.Fatalf("counts sum to %d over %d groups, want %d rows", total, n, rows)
+	}
+	st := a.Stats()
+	var grew uint64
+	if peak > before {
+		grew = peak - before
+	}
+	t.Logf("%d rows into %d groups at a 4 MiB budget: %d batches, depth %d, disk %d MiB; counted peak %d KiB; Go heap grew by %d KiB at most",
+		rows, n, st.Batches, st.Depth, st.DiskBytes>>20, st.PeakMemory>>10, grew>>10)
 	if grew > budget+heapSlack {
 		t.Errorf("the Go heap grew by %d bytes, over the budget %d and slack %d", grew, budget, heapSlack)
 	}
